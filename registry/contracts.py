@@ -36,6 +36,14 @@ VERIFY_KINDS: dict[str, set[str]] = {
 }
 DEFAULT_VERIFY: dict[str, Any] = {"kind": "non_empty"}
 
+
+def default_fallback_on() -> list[str]:
+    return list(DEFAULT_FALLBACK_ON)
+
+
+def default_verify() -> dict[str, Any]:
+    return dict(DEFAULT_VERIFY)
+
 # Deterministic tools and the config keys each accepts: name -> (required, optional).
 TOOL_CONFIG_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "keyword_classifier": ({"labels"}, {"default", "case_sensitive"}),

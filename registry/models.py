@@ -161,12 +161,12 @@ class Capability(models.Model):
         "latency budget (ms)", default=30_000, validators=[MinValueValidator(1)]
     )
     fallback = models.CharField(max_length=16, choices=Fallback.choices, default=Fallback.NEXT_ROUTE)
-    fallback_on = models.JSONField(default=contracts.DEFAULT_FALLBACK_ON.copy, blank=True)
+    fallback_on = models.JSONField(default=contracts.default_fallback_on, blank=True)
     instructions = models.TextField(blank=True)
     instructions_private = models.BooleanField(
         default=False, help_text="Keep the instructions out of proof pages and exports."
     )
-    verify = models.JSONField("verification rule", default=contracts.DEFAULT_VERIFY.copy)
+    verify = models.JSONField("verification rule", default=contracts.default_verify)
     log_input = models.CharField(max_length=16, choices=LogInput.choices, default=LogInput.HASH)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
