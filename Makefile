@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest tests/benchmarks -m bench -s -p no:randomly $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/benchmarks -m bench -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* test-output

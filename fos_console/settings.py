@@ -118,6 +118,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
     )
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    # A file, not Django's shared in-memory database, so tests that route calls from many
+    # threads at once meet SQLite's real locking.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", _int("CONN_MAX_AGE", 60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -187,9 +190,22 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
 # Routing.
 FOS_BREAKER_FAILURE_THRESHOLD = _int("FOS_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
-FOS_BREAKER_COOLDOWN_S = _int("FOS_BREAKER_COOLDOWN_S", 30, minimum=1)
+FOS_BREAKER_COOLDOWN_S = _float("FOS_BREAKER_COOLDOWN_S", 30.0, minimum=0.01)
 FOS_INPUT_PREVIEW_CHARS = _int("FOS_INPUT_PREVIEW_CHARS", 200, minimum=0)
 
 LOGGING = {

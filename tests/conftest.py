@@ -1,14 +1,50 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
 
+from registry.models import Backend, Capability, PolicyRevision, Route
+from registry.policy import record_revision
+from routing.planner import forget_snapshot
+
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Each test starts with an empty cache: breaker state and the revision number live there."""
+def _fresh_state() -> Iterator[None]:
+    """Each test starts with an empty cache (breaker state, the revision number) and no
+    in-process policy snapshot: the database behind both is rolled back between tests."""
     cache.clear()
+    forget_snapshot()
     yield
     cache.clear()
+    forget_snapshot()
+
+
+InstallPolicy = Callable[..., PolicyRevision]
+
+
+@pytest.fixture
+def install_policy(db: None) -> InstallPolicy:
+    """Write backends and capabilities straight through the ORM, make the listed routes active
+    in order, and record a revision, as an operator's edit would."""
+
+    def install(*, backends: dict[str, dict[str, Any]], capabilities: dict[str, dict[str, Any]]) -> PolicyRevision:
+        for slug, fields in backends.items():
+            Backend.objects.update_or_create(slug=slug, defaults=fields)
+        for slug, fields in capabilities.items():
+            fields = dict(fields)
+            routes = fields.pop("routes")
+            capability, _ = Capability.objects.update_or_create(slug=slug, defaults=fields)
+            capability.routes.update(status=Route.Status.RETIRED)
+            for position, backend_slug in enumerate(routes):
+                Route.objects.create(
+                    capability=capability,
+                    backend=Backend.objects.get(slug=backend_slug),
+                    position=position,
+                    status=Route.Status.ACTIVE,
+                )
+        return record_revision(author="test", summary="test policy")
+
+    return install

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from routing.models import Attempt, RouteLog
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ("index", "backend", "locality", "status", "error_class", "detail", "latency_ms", "tokens_in", "tokens_out", "cost_usd")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RouteLog)
+class RouteLogAdmin(admin.ModelAdmin):
+    """Read-only: route logs are evidence, written once by the router."""
+
+    list_display = ("id", "created_at", "capability", "outcome", "backend", "caller", "latency_ms", "cost_usd")
+    list_filter = ("outcome", "capability", "backend")
+    search_fields = ("=id", "caller", "input_sha256")
+    show_full_result_count = False  # a count over millions of rows would dominate the page
+    inlines = [AttemptInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [field.name for field in RouteLog._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
