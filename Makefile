@@ -22,6 +22,13 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py load_demo
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
+# Production server on the configured database: gthread workers, so a streamed answer holds one
+# thread, not a whole process. WORKERS x THREADS is how many calls run at once.
+serve: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/gunicorn fos_console.wsgi --bind $${BIND:-0.0.0.0:$(PORT)} --worker-class gthread \
+		--workers $${WORKERS:-2} --threads $${THREADS:-32} --timeout $${TIMEOUT:-120} --access-logfile -
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -8,7 +8,9 @@ start with a message that names the variable.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import environ
@@ -109,7 +111,9 @@ try:
     DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 except Exception as exc:  # django-environ raises several types for a malformed URL
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
-if not DATABASES["default"].get("ENGINE"):
+# django-environ passes an unknown scheme through as the engine's name, which would fail later
+# with a message that does not name the variable.
+if DATABASES["default"].get("ENGINE") not in set(environ.Env.DB_SCHEMES.values()):
     raise ImproperlyConfigured("DATABASE_URL names an unknown database scheme")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the console read while the router writes route logs.
@@ -120,9 +124,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     # A file, not Django's shared in-memory database, so tests that route calls from many
     # threads at once meet SQLite's real locking.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # One file per test process, so runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"fos-test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", _int("CONN_MAX_AGE", 60))
+    # Persistent connections save a round trip per request; tests close theirs after each use.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", _int("CONN_MAX_AGE", 0 if TESTING else 60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -207,6 +213,13 @@ def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
 FOS_BREAKER_FAILURE_THRESHOLD = _int("FOS_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
 FOS_BREAKER_COOLDOWN_S = _float("FOS_BREAKER_COOLDOWN_S", 30.0, minimum=0.01)
 FOS_INPUT_PREVIEW_CHARS = _int("FOS_INPUT_PREVIEW_CHARS", 200, minimum=0)
+
+# Service API.
+FOS_MAX_REQUEST_BYTES = _int("FOS_MAX_REQUEST_BYTES", 1_048_576, minimum=1024)
+FOS_DEFAULT_RATE_LIMIT_PER_MINUTE = _int("FOS_DEFAULT_RATE_LIMIT_PER_MINUTE", 0)  # 0: no limit
+FOS_IDEMPOTENCY_TTL_S = _int("FOS_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1)
+# Django refuses bodies above this before our own check could answer 413 as JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(FOS_MAX_REQUEST_BYTES, 2_621_440)
 
 LOGGING = {
     "version": 1,

@@ -1,10 +1,32 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django.views.defaults import page_not_found, server_error
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("routing.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+
+# Service paths answer JSON even when no view matched or a view crashed.
+API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz")
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith(API_PREFIXES):
+        from routing.api import error_response
+
+        return error_response(404, "not_found", f"no such endpoint: {request.method} {request.path}")
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIXES):
+        from routing.api import error_response
+
+        return error_response(500, "internal_error", "the server failed to answer; the error is logged")
+    return server_error(request)

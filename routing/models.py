@@ -85,3 +85,60 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.index} of route {self.route_log_id} on {self.backend}"
+
+
+class Caller(models.Model):
+    """Product code that calls the router. Its token is shown once at creation and stored only
+    as a SHA-256 hash (tokens are long random strings, so a fast hash is enough)."""
+
+    name = models.SlugField(max_length=150, unique=True)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the default from settings (none unless set)."
+    )
+    capabilities = models.JSONField(
+        default=list, blank=True, help_text="Capability slugs this caller may use. Empty: all."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def may_use(self, capability: str) -> bool:
+        return not self.capabilities or capability in self.capabilities
+
+
+class IdempotencyRecord(models.Model):
+    """A caller's Idempotency-Key: the request it named (by hash) and, once done, the answer."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+
+    caller = models.ForeignKey(Caller, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    request_sha256 = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Keys are scoped per caller; the pair is also the lookup on every keyed request.
+            models.UniqueConstraint(fields=["caller", "key"], name="idempotency_caller_key"),
+        ]
+        indexes = [
+            # Purging expired keys.
+            models.Index(fields=["expires_at"], name="idempotency_expires"),
+        ]

@@ -332,5 +332,7 @@ def test_it_writes_exactly_one_route_log_per_call_under_concurrency(sim: Any, in
     assert sorted(RouteLog.objects.values_list("caller", flat=True)) == sorted(f"c{i}" for i in range(32))
     assert sum(1 for outcome, _ in results if outcome == "failed") == 8
     for entry in RouteLog.objects.all():
-        assert entry.attempts.count() >= 1
+        # Once "flaky" has failed often enough its circuit opens, and a strict call has
+        # nothing left to try: that is logged too, with the reason.
+        assert entry.attempts.count() >= 1 or any("circuit open" in r for r in entry.reasons)
         assert json.dumps(entry.reasons)
