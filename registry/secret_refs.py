@@ -19,7 +19,8 @@ class UnresolvedSecret(Exception):
 def resolve(ref: str) -> str:
     """Return the secret a reference names; raise UnresolvedSecret when it names nothing."""
     if validate_secret_ref(ref) or not ref:
-        raise UnresolvedSecret(f"{ref!r} is not a secret reference")
+        # Not repeated: what fails the format may be the secret itself, pasted in by mistake.
+        raise UnresolvedSecret("not a secret reference (env:NAME or file:/absolute/path)")
     scheme, _, target = ref.partition(":")
     if scheme == "env":
         value = os.environ.get(target, "")

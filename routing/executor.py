@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from routing import breaker, planner
+from routing import breaker, log_store, planner
 from routing.adapters import get_adapter
 from routing.adapters.base import AdapterError, Completion
 from routing.models import Attempt, RouteLog
@@ -319,11 +319,7 @@ def _build_log(
 
 
 def _save_log(route_log: RouteLog, attempts: list[Attempt]) -> None:
-    with transaction.atomic():
-        route_log.save(force_insert=True)
-        for attempt in attempts:
-            attempt.route_log = route_log
-        Attempt.objects.bulk_create(attempts)
+    log_store.save(route_log, attempts)
 
 
 def capability_spec(capability: str) -> planner.CapabilitySpec:

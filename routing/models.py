@@ -62,7 +62,8 @@ class Attempt(models.Model):
         OK = "ok"
         ERROR = "error"
 
-    route_log = models.ForeignKey(RouteLog, on_delete=models.CASCADE, related_name="attempts")
+    # No index of its own: the (route_log, index) unique constraint below serves lookups by route.
+    route_log = models.ForeignKey(RouteLog, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     index = models.PositiveSmallIntegerField()
     backend = models.CharField(max_length=64)
     locality = models.CharField(max_length=8)
