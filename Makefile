@@ -26,6 +26,7 @@ run: $(STAMP)
 # thread, not a whole process. WORKERS x THREADS is how many calls run at once.
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/gunicorn fos_console.wsgi --bind $${BIND:-0.0.0.0:$(PORT)} --worker-class gthread \
 		--workers $${WORKERS:-2} --threads $${THREADS:-32} --timeout $${TIMEOUT:-120} --access-logfile -
 

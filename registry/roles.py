@@ -41,3 +41,30 @@ def ensure_roles() -> dict[str, Group]:
         group.permissions.add(*permissions)
         groups[name] = group
     return groups
+
+
+def is_operator(user: object) -> bool:
+    return bool(getattr(user, "is_authenticated", False)) and (
+        getattr(user, "is_superuser", False) or user.groups.filter(name=OPERATORS).exists()  # type: ignore[attr-defined]
+    )
+
+
+def is_reviewer(user: object) -> bool:
+    return bool(getattr(user, "is_authenticated", False)) and (
+        getattr(user, "is_superuser", False) or user.groups.filter(name=REVIEWERS).exists()  # type: ignore[attr-defined]
+    )
+
+
+def console_context(request: object) -> dict[str, object]:
+    """Template context: the signed-in user's role, so pages offer only what the role may do."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"console_role": "", "can_edit_policy": False, "can_review": False}
+    # One query for both roles, cached on the request for the views that ask again.
+    if not hasattr(request, "_console_groups"):
+        request._console_groups = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+    groups = request._console_groups  # type: ignore[attr-defined]
+    operator = user.is_superuser or OPERATORS in groups
+    reviewer = user.is_superuser or REVIEWERS in groups
+    role = "operator" if operator else "reviewer" if reviewer else "viewer"
+    return {"console_role": role, "can_edit_policy": operator, "can_review": reviewer}

@@ -48,3 +48,36 @@ def install_policy(db: None) -> InstallPolicy:
         return record_revision(author="test", summary="test policy")
 
     return install
+
+
+PASSWORD = "pw-for-tests"
+
+
+def _user_in(username: str, group: str | None) -> Any:
+    from django.contrib.auth import get_user_model
+
+    from registry.roles import ensure_roles
+
+    groups = ensure_roles()
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    if group:
+        user.groups.add(groups[group])
+    return user
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    """A member of the operators group: may change policy."""
+    return _user_in("olivia-operator", "operators")
+
+
+@pytest.fixture
+def reviewer(db: None) -> Any:
+    """A member of the reviewers group: may look, and approve routes."""
+    return _user_in("rita-reviewer", "reviewers")
+
+
+@pytest.fixture
+def outsider(db: None) -> Any:
+    """Signed in, in no group: may only look."""
+    return _user_in("oscar-outsider", None)
