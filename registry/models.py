@@ -218,6 +218,12 @@ class Route(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     ticket_ref = models.CharField("ticket reference", max_length=200, blank=True)
+    # Set when a reviewer approves the route against a ticket. Changing such a route's backend
+    # or position clears them and sends it back to review (see `needs_review_after`).
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -230,6 +236,10 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.capability_id}#{self.position} -> {self.backend_id}"
+
+    def needs_review_after(self, *, backend_id: int, position: int) -> bool:
+        """Whether moving this route to `backend_id` at `position` must send it back to review."""
+        return self.approved_at is not None and (backend_id != self.backend_id or position != self.position)
 
     def clean(self) -> None:
         if self.capability_id is None or self.backend_id is None:
