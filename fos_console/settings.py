@@ -224,6 +224,9 @@ def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
 FOS_BREAKER_FAILURE_THRESHOLD = _int("FOS_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
 FOS_BREAKER_COOLDOWN_S = _float("FOS_BREAKER_COOLDOWN_S", 30.0, minimum=0.01)
 FOS_INPUT_PREVIEW_CHARS = _int("FOS_INPUT_PREVIEW_CHARS", 200, minimum=0)
+# How long a process reuses what it read of shared state (policy revision number, breaker
+# state) before asking the cache again; its own changes are seen at once. 0: ask every call.
+FOS_SHARED_STATE_TTL_S = _float("FOS_SHARED_STATE_TTL_S", 0.25)
 
 # Service API.
 FOS_MAX_REQUEST_BYTES = _int("FOS_MAX_REQUEST_BYTES", 1_048_576, minimum=1024)

@@ -53,6 +53,7 @@ TOOL_CONFIG_KEYS: dict[str, tuple[set[str], set[str]]] = {
 TEMPLATE_FIELDS = ("input", "input_chars", "first_line", "words")
 
 SECRET_REF_RE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+)$")
+BASE_URL_RE = re.compile(r"^https?://[^\s/?#@]+(:\d{1,5})?(/[^\s?#]*)?$", re.IGNORECASE)
 
 
 def validate_fallback_on(value: Any) -> list[str]:
@@ -118,6 +119,16 @@ def validate_secret_ref(ref: str) -> list[str]:
     return []
 
 
+def validate_base_url(url: str) -> list[str]:
+    """http(s)://host[:port][/path]. Unlike Django's URLField, any host name is accepted (gpu-box,
+    ollama, a container name), since local runtimes rarely have a dotted name."""
+    if url == "":
+        return []
+    if not BASE_URL_RE.match(url):
+        return ["must be an http:// or https:// URL with a host, e.g. http://gpu-box:11434 (no query or credentials)"]
+    return []
+
+
 def validate_tool_config(tool: str, config: Any) -> list[str]:
     if tool not in TOOL_CONFIG_KEYS:
         return [f"unknown tool {tool!r}; known: {', '.join(TOOL_CONFIG_KEYS)}"]
@@ -169,7 +180,8 @@ def validate_tool_config(tool: str, config: Any) -> list[str]:
         if not isinstance(template, str) or not template:
             problems.append("template must be a non-empty string")
         else:
-            for name in re.findall(r"\{([^{}]*)\}", template):
-                if name not in TEMPLATE_FIELDS:
+            # {{ and }} are literal braces; only a single-braced name is a field.
+            for name in re.findall(r"\{\{|\}\}|\{([^{}]*)\}", template):
+                if name and name not in TEMPLATE_FIELDS:
                     problems.append(f"template field {{{name}}} is unknown; known: {', '.join(TEMPLATE_FIELDS)}")
     return problems

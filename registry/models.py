@@ -39,7 +39,7 @@ class Backend(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField("display name", max_length=120, blank=True)
     adapter = models.CharField(max_length=16, choices=Adapter.choices)
-    base_url = models.URLField(max_length=500, blank=True)
+    base_url = models.CharField(max_length=500, blank=True, help_text="e.g. http://gpu-box:11434 or https://api.openai.com/v1")
     model = models.CharField(max_length=200, blank=True)
     tool = models.CharField(max_length=64, blank=True, help_text="Tool name, for tool backends.")
     config = models.JSONField(default=dict, blank=True, help_text="Tool configuration, for tool backends.")
@@ -94,6 +94,7 @@ class Backend(models.Model):
                     errors["tool"] += problems
                 else:
                     errors["config"] += problems
+        errors["base_url"] += contracts.validate_base_url(self.base_url)
         errors["secret_ref"] = contracts.validate_secret_ref(self.secret_ref)
         for field in ("cost_in_per_mtok", "cost_out_per_mtok"):
             value = getattr(self, field)

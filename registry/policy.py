@@ -18,6 +18,14 @@ from registry.models import Backend, Capability, PolicyRevision, Route
 
 REVISION_CACHE_KEY = "policy:revision"
 
+# Bumped whenever this process records a revision, so the router's short-lived memo of shared
+# state (see routing.planner) notices an edit made in this very process at once.
+_local_edits = 0
+
+
+def local_edits() -> int:
+    return _local_edits
+
 
 def _number(value: Any) -> float | int:
     as_float = float(value)
@@ -94,9 +102,20 @@ def record_revision(*, author: str, summary: str) -> PolicyRevision:
         # Forget the cached number now (this transaction reads its own write) and publish the new
         # one once it is committed, so other processes never plan from an uncommitted policy.
         cache.delete(REVISION_CACHE_KEY)
-        transaction.on_commit(lambda: cache.set(REVISION_CACHE_KEY, revision.number, timeout=None))
+        transaction.on_commit(lambda: _publish(revision.number))
+        _count_local_edit()
         return revision
     raise RuntimeError("could not allocate a policy revision number")
+
+
+def _count_local_edit() -> None:
+    global _local_edits
+    _local_edits += 1
+
+
+def _publish(number: int) -> None:
+    cache.set(REVISION_CACHE_KEY, number, timeout=None)
+    _count_local_edit()
 
 
 def current_revision_number() -> int:

@@ -23,6 +23,19 @@ from django.core.cache import cache
 UNHEALTHY_CLASSES = frozenset({"timeout", "connection", "server_error", "rate_limited"})
 _KEEP_S = 24 * 3600  # forget a quiet backend's streak after a day
 
+# Bumped whenever this process changes breaker state, so the planner's memo of shared state
+# notices this process's own failures and recoveries at once.
+_local_changes = 0
+
+
+def local_changes() -> int:
+    return _local_changes
+
+
+def _changed() -> None:
+    global _local_changes
+    _local_changes += 1
+
 
 def failures_key(slug: str) -> str:
     return f"breaker:{slug}:failures"
@@ -85,9 +98,17 @@ def claim_trial(slug: str) -> bool:
 def record_success(slug: str, *, previous: BreakerState) -> None:
     if not previous.is_clean:
         cache.delete_many([failures_key(slug), opened_key(slug), trial_key(slug)])
+        _changed()
 
 
 def record_failure(slug: str, *, error_class: str, previous: BreakerState) -> None:
+    try:
+        _record_failure(slug, error_class=error_class, previous=previous)
+    finally:
+        _changed()
+
+
+def _record_failure(slug: str, *, error_class: str, previous: BreakerState) -> None:
     if error_class not in UNHEALTHY_CLASSES:
         if previous.state == "half_open":
             # The trial reached a live backend: let the next caller run another trial.
@@ -113,3 +134,4 @@ def record_failure(slug: str, *, error_class: str, previous: BreakerState) -> No
 
 def reset(slug: str) -> None:
     cache.delete_many([failures_key(slug), opened_key(slug), trial_key(slug)])
+    _changed()

@@ -2,24 +2,30 @@
 readable reason for every route kept or skipped. It calls nothing and writes nothing, so the
 console's dry run is the same code as a live call.
 
-Policy comes from an in-process snapshot of the latest policy revision. Each plan reads the
+Policy comes from an in-process snapshot of the latest policy revision. A plan reads the
 current revision number and the breaker state of the capability's backends in one cache round
-trip, and reloads the snapshot only when the number has moved: a request costs no policy query.
+trip (reused for FOS_SHARED_STATE_TTL_S), and reloads the snapshot only when the number has
+moved: a request costs no policy query.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from registry.policy import REVISION_CACHE_KEY, current_revision_number
+from django.conf import settings
+from django.core.cache import cache
+
+from registry.contracts import validate_secret_ref
 from registry.models import PolicyRevision
+from registry.policy import REVISION_CACHE_KEY, current_revision_number
+from registry.policy import local_edits as policy_edits
 from registry.secret_refs import resolves
 from routing import breaker
 from routing.adapters.base import BackendSpec
-from django.core.cache import cache
 
 # Without a model's answer in hand, the planner assumes answers of about this many tokens when
 # it estimates a call's cost against the contract's tolerance.
@@ -137,10 +143,12 @@ def load_snapshot(revision: int | None = None) -> PolicySnapshot:
 
 
 def forget_snapshot() -> None:
-    """Drop the in-process snapshot (tests; a process that knows the policy changed)."""
+    """Drop the in-process snapshot and shared-state memo (tests; a process that knows the
+    policy changed)."""
     global _snapshot
     with _lock:
         _snapshot = PolicySnapshot(revision=-1, backends={}, capabilities={})
+        _memos.clear()
 
 
 def estimate_tokens_in(*, text_chars: int, instructions: str) -> int:
@@ -151,21 +159,53 @@ def _money(value: Decimal) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
 
 
+@dataclass(frozen=True)
+class _Memo:
+    """Shared state (the revision number and the routes' breaker keys) as last read."""
+
+    values: dict[str, Any]
+    slugs: tuple[str, ...]
+    read_at: float
+    local: tuple[int, int]
+
+
+_memos: dict[str, _Memo] = {}
+
+
+def _shared_state(capability: str, slugs: list[str]) -> dict[str, Any]:
+    """The revision number and breaker state for `slugs`, in one cache round trip, reused for
+    up to FOS_SHARED_STATE_TTL_S so that a busy process does not ask the cache on every call.
+    A change made by this process (a revision, a breaker transition) is seen at once; one made
+    by another process within the TTL."""
+    now = time.monotonic()
+    local = (policy_edits(), breaker.local_changes())
+    memo = _memos.get(capability)
+    ttl = settings.FOS_SHARED_STATE_TTL_S
+    if memo is not None and memo.local == local and memo.slugs == tuple(slugs) and now - memo.read_at < ttl:
+        return memo.values
+    values = cache.get_many([REVISION_CACHE_KEY, *breaker.keys_for(slugs)])
+    if ttl > 0:
+        _memos[capability] = _Memo(values=values, slugs=tuple(slugs), read_at=now, local=local)
+    return values
+
+
 def plan(capability: str, *, input_chars: int) -> Plan:
     """Plan a call of `capability` for an input of `input_chars` characters."""
     snapshot = _snapshot
     spec = snapshot.capabilities.get(capability)
     slugs = list(spec.routes) if spec else []
-    values = cache.get_many([REVISION_CACHE_KEY, *breaker.keys_for(slugs)])
+    values = _shared_state(capability, slugs)
     revision = values.get(REVISION_CACHE_KEY)
     if revision is None or revision != snapshot.revision:
+        if revision is None:
+            _memos.pop(capability, None)  # read without a number: do not reuse it
         snapshot = load_snapshot(revision)
         spec = snapshot.capabilities.get(capability)
         if spec is None:
             raise UnknownCapability(capability)
         if list(spec.routes) != slugs:
             slugs = list(spec.routes)
-            values = cache.get_many(breaker.keys_for(slugs))
+            values = _shared_state(capability, slugs)
     if spec is None:
         raise UnknownCapability(capability)
     return _plan_from(snapshot=snapshot, spec=spec, breaker_values=values, input_chars=input_chars)
@@ -193,7 +233,9 @@ def _plan_from(
             reasons.append(f"{slug} ({role}): skipped: backend disabled")
             continue
         if backend.secret and not resolves(backend.secret):
-            reasons.append(f"{slug} ({role}): skipped: secret reference {backend.secret} does not resolve")
+            # Name the reference only when it is one: a value pasted by mistake must not reach a log.
+            shown = backend.secret if not validate_secret_ref(backend.secret) else "(not a valid reference)"
+            reasons.append(f"{slug} ({role}): skipped: secret reference {shown} does not resolve")
             continue
         estimate = backend.cost(tokens_in, tokens_out)
         if spec.max_cost_usd is not None and estimate > spec.max_cost_usd:

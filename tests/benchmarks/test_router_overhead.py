@@ -1,14 +1,21 @@
 """What routing.run adds on top of the provider call.
 
 Each round makes one direct httpx call and one routed call to the same loopback upstream (the
-provider simulator, answering at once), alternating so both see the same machine noise. The
-route log is written durably (real commits, not a rolled-back test transaction).
+provider simulator in a process of its own, answering at once), alternating so both see the
+same machine noise. The route log is written durably (real commits, not a rolled-back test
+transaction).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +23,7 @@ import pytest
 from django.db import connection
 
 from routing import run
-from tests.routing.test_executor import classify, http_backend
+from tests.routing.test_executor import classify
 
 ROUNDS = 2000
 WARMUP = 200
@@ -27,14 +34,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    """The provider simulator as a separate process, so it does not share this one's GIL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "provider_simulator", "--port", str(port)],
+        cwd=root,
+        env={**os.environ, "DEBUG": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/_sim/calls", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the provider simulator did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.mark.bench
 @pytest.mark.django_db(transaction=True)
-def test_router_overhead(sim: Any, install_policy: Any) -> None:
+def test_router_overhead(upstream: str, install_policy: Any) -> None:
+    base_url = f"{upstream}/sim/answer=urgent/v1"
     install_policy(
-        backends={"upstream": http_backend(sim, "openai", "answer=urgent")},
+        backends={"upstream": {"adapter": "openai", "locality": "local", "base_url": base_url, "model": "sim-model"}},
         capabilities={"classify": classify(["upstream"])},
     )
-    url = sim.base_url("openai", "answer=urgent") + "/chat/completions"
+    url = base_url + "/chat/completions"
     body = {"model": "sim-model", "messages": [{"role": "user", "content": "the site is down"}]}
     direct_ms: list[float] = []
     routed_ms: list[float] = []

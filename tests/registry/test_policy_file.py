@@ -421,7 +421,7 @@ REJECTED = [
     (set_key(f"{FRONTIER}/secret", "sk-live-abc123"), "backends.frontier.secret: must be env:NAME or file:/absolute/path"),
     (set_key(f"{FRONTIER}/secret", "env:"), "backends.frontier.secret: must be env:NAME or file:/absolute/path"),
     (set_key(f"{FRONTIER}/secret", "file:keys/frontier"), "backends.frontier.secret: must be env:NAME or file:/absolute/path"),
-    (set_key(f"{BACKEND}/base_url", "spark.local:11434"), "backends.spark-llama.base_url: Enter a valid URL."),
+    (set_key(f"{BACKEND}/base_url", "spark.local:11434"), "backends.spark-llama.base_url: must be an http:// or https:// URL"),
     (set_key(f"{FRONTIER}/cost_in_per_mtok", -1.25), "backends.frontier.cost_in_per_mtok: must not be negative"),
     (set_key(f"{FRONTIER}/cost_out_per_mtok", 0.0000001), "backends.frontier.cost_out_per_mtok: Ensure that there are no more than 6 decimal places."),
     (set_key(f"{FRONTIER}/cost_out_per_mtok", float("inf")), "backends.frontier.cost_out_per_mtok: must be a finite number"),
