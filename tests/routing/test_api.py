@@ -222,3 +222,25 @@ def test_it_creates_a_caller_printing_only_the_token(db: None, capsys: pytest.Ca
     caller = Caller.objects.get(name="reporting")
     assert caller.token_sha256 == hash_token(token)
     assert token not in json.dumps(list(Caller.objects.values()), default=str)
+
+
+def test_it_answers_503_when_the_cache_is_unreachable(client: Client, db: None, settings: Any) -> None:
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["cache"].startswith("unavailable")
+
+
+def test_it_answers_json_from_the_error_handlers_on_api_paths(rf: Any) -> None:
+    from fos_console.urls import handler400, handler500
+
+    for handler, status in ((lambda r: handler500(r), 500), (lambda r: handler400(r, ValueError()), 400)):
+        response = handler(rf.post("/api/v1/route/classify"))
+        assert response.status_code == status
+        assert response["Content-Type"] == "application/json"
+        assert json.loads(response.content)["error"]["type"] in {"internal_error", "invalid_request"}
