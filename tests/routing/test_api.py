@@ -244,3 +244,18 @@ def test_it_answers_json_from_the_error_handlers_on_api_paths(rf: Any) -> None:
         assert response.status_code == status
         assert response["Content-Type"] == "application/json"
         assert json.loads(response.content)["error"]["type"] in {"internal_error", "invalid_request"}
+
+
+def test_it_revokes_a_caller_from_the_admin(client: Client, policy: None, token: str, admin_user: Any) -> None:
+    assert post(client, ROUTE, {"input": "refund"}, token).status_code == 200
+    admin_client = Client()
+    admin_client.force_login(admin_user)
+    caller = Caller.objects.get(name="billing-app")
+    page = admin_client.get(f"/admin/routing/caller/{caller.pk}/change/")
+    assert page.status_code == 200
+    assert token not in page.content.decode() and caller.token_sha256 not in page.content.decode()
+    response = admin_client.post(
+        "/admin/routing/caller/", {"action": "revoke", "index": 0, "_selected_action": [caller.pk]}, follow=True
+    )
+    assert "Revoked 1 caller token" in response.content.decode()
+    assert_error(post(client, ROUTE, {"input": "refund"}, token), 401, "unauthorized")
