@@ -115,13 +115,7 @@ def run(
 ) -> RouteResult:
     """Route one call. Raises UnknownCapability (a LookupError) before anything is logged, and
     RouteFailed, after logging, when no route produced a verified answer."""
-    started = time.perf_counter()
-    messages = normalize_input(input_or_messages)
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ValueError("metadata must be an object")
-    sha, chars = input_fingerprint(input_or_messages, messages)
-    plan = planner.plan(capability, input_chars=chars)
-    call = _Call(started=started, reasons=list(plan.reasons))
+    messages, sha, chars, plan, call = _begin(capability, input_or_messages, metadata)
     _attempt_all(plan=plan, messages=messages, call=call)
     route_log = _build_log(
         plan=plan, call=call, caller=caller, metadata=metadata or {}, sha=sha, chars=chars, messages=messages
@@ -142,6 +136,19 @@ def run(
         tokens_in=call.tokens_in,
         tokens_out=call.tokens_out,
     )
+
+
+def _begin(
+    capability: str, input_or_messages: str | list[dict[str, str]], metadata: dict[str, Any] | None
+) -> tuple[list[dict[str, str]], str, int, planner.Plan, _Call]:
+    """Check the input, fingerprint it and plan: everything before the first attempt."""
+    started = time.perf_counter()
+    messages = normalize_input(input_or_messages)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object")
+    sha, chars = input_fingerprint(input_or_messages, messages)
+    plan = planner.plan(capability, input_chars=chars)
+    return messages, sha, chars, plan, _Call(started=started, reasons=list(plan.reasons))
 
 
 def _candidates(*, plan: planner.Plan, call: _Call) -> Iterator[tuple[planner.Candidate, float, bool]]:
@@ -508,12 +515,8 @@ def open_stream(
     """Start a streamed call: try routes until one yields its first token (falling back as the
     contract allows), write the route log, and return the stream. Raises RouteFailed, after
     logging, when no route starts answering."""
-    started = time.perf_counter()
-    messages = normalize_input(input_or_messages)
-    sha, chars = input_fingerprint(input_or_messages, messages)
-    plan = planner.plan(capability, input_chars=chars)
+    messages, sha, chars, plan, call = _begin(capability, input_or_messages, metadata)
     spec = plan.capability
-    call = _Call(started=started, reasons=list(plan.reasons))
 
     def log() -> RouteLog:
         return _build_log(plan=plan, call=call, caller=caller, metadata=metadata or {}, sha=sha, chars=chars, messages=messages)

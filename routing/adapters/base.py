@@ -12,17 +12,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterator
 
+from registry.contracts import ERROR_CLASSES
+
 # Error classes an adapter may raise. verification_failed and budget belong to the executor.
-ADAPTER_ERROR_CLASSES = (
-    "timeout",
-    "connection",
-    "rate_limited",
-    "server_error",
-    "auth",
-    "bad_response",
-    "context_length",
-    "content_refused",
-)
+ADAPTER_ERROR_CLASSES = tuple(c for c in ERROR_CLASSES if c not in ("verification_failed", "budget"))
 
 MILLION = Decimal(1_000_000)
 
