@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -143,3 +144,136 @@ class IdempotencyRecord(models.Model):
             # Purging expired keys.
             models.Index(fields=["expires_at"], name="idempotency_expires"),
         ]
+
+
+class EvaluationCase(models.Model):
+    """An input a capability is evaluated on, with the answer expected of it if there is one.
+
+    A private case's input is stored (a comparison has to send it somewhere) but it never goes
+    to a hosted backend, and its input and the outputs it drew are shown only inside the
+    console, never on a published page."""
+
+    # No index of its own: the (capability, id) index below serves lookups by capability.
+    capability = models.ForeignKey(
+        "registry.Capability", on_delete=models.CASCADE, related_name="evaluation_cases", db_index=False
+    )
+    name = models.CharField(max_length=120, blank=True, help_text="A short label for the case, e.g. 'refund in French'.")
+    input = models.TextField()
+    expected = models.TextField("expected output or label", blank=True)
+    private = models.BooleanField(
+        default=False, help_text="Never sent to a hosted backend; input and outputs are never published."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["capability_id", "id"]
+        indexes = [
+            # A capability's cases in order: the ticket page's list and the cases a run takes.
+            models.Index(fields=["capability", "id"], name="evalcase_capability"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"case {self.pk}"
+
+
+class ComparisonRun(models.Model):
+    """Routes run side by side on the same evaluation cases, as a background task.
+
+    The routes (with their backends' specs) and the contract are frozen when the run is
+    created, so a restarted run calls exactly what the first attempt called. A run is claimed
+    by one worker at a time (`claim`), which proves it is alive through `heartbeat_at`."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    FINISHED = (Status.DONE, Status.CANCELLED, Status.FAILED)
+
+    # No index of its own: nothing lists runs by capability; PROTECT's check is rare.
+    capability = models.ForeignKey(
+        "registry.Capability", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    ticket_ref = models.CharField("ticket reference", max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # [{"route": id, "backend": slug, "position": n, "route_status": ..., "spec": {policy entry}}]
+    routes = models.JSONField(default=list)
+    contract = models.JSONField(default=dict, help_text="The capability's contract when the run was created.")
+    baseline_route = models.ForeignKey(
+        "registry.Route", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    cases = models.ManyToManyField(EvaluationCase, related_name="+")
+    cells_total = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True, help_text="Why the run failed, if it did.")
+    claim = models.CharField(max_length=32, blank=True, help_text="The worker attempt that holds the run.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A ticket's runs, newest first, on the ticket page.
+            models.Index(fields=["ticket_ref", "-created_at"], name="comparison_ticket_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def route_ids(self) -> list[int]:
+        return [lane["route"] for lane in self.routes]
+
+
+class ComparisonResult(models.Model):
+    """One cell of a comparison: one case on one route. Never a route log: evaluation calls
+    are not traffic. Written once; a restarted run skips the cells that have one."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "answered"
+        ERROR = "error", "error"
+        NOT_RUN = "not_run", "not run"
+
+    # No index of its own: the (run, case, route) constraint below serves lookups by run.
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="results", db_index=False)
+    # Indexed (the default): deleting a case or a route checks for results (PROTECT).
+    case = models.ForeignKey(EvaluationCase, on_delete=models.PROTECT, related_name="+")
+    route = models.ForeignKey("registry.Route", on_delete=models.PROTECT, related_name="+")
+    backend = models.CharField(max_length=64)
+    locality = models.CharField(max_length=8)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    output = models.TextField(blank=True)
+    private = models.BooleanField(default=False, help_text="The case was private: never publish this output.")
+    verification = models.JSONField(null=True, blank=True)
+    passed = models.BooleanField(null=True, help_text="Verification passed; empty when nothing answered.")
+    latency_ms = models.FloatField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    error_class = models.CharField(max_length=32, blank=True)
+    detail = models.TextField(blank=True, help_text="Redacted error detail, or why the cell was not run.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "case_id", "route_id"]
+        constraints = [
+            # One result per cell, so a restarted or duplicated task cannot write a cell twice;
+            # the triple also serves loading a run's results and counting its progress.
+            models.UniqueConstraint(fields=["run", "case", "route"], name="comparison_result_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} case {self.case_id} route {self.route_id}: {self.status}"

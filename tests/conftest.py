@@ -81,3 +81,10 @@ def reviewer(db: None) -> Any:
 def outsider(db: None) -> Any:
     """Signed in, in no group: may only look."""
     return _user_in("oscar-outsider", None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    for the rest of the session, which asyncio.run() in other tests cannot share."""
+    items.sort(key=lambda item: "/tests/browser/" in str(item.path).replace("\\", "/"))

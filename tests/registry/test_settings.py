@@ -39,7 +39,13 @@ SHOW = (
 
 
 def python(*args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS and not k.startswith("FOS_")}
+    # DJANGO_ALLOW_ASYNC_UNSAFE too: the browser tests set it for their session, and
+    # `check --deploy` rightly warns about it.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SETTINGS_VARS and not k.startswith("FOS_") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env["DJANGO_SETTINGS_MODULE"] = "fos_console.settings"
     env.update(env_vars)
     return subprocess.run(
