@@ -22,6 +22,19 @@ def _fresh_state() -> Iterator[None]:
     forget_snapshot()
 
 
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Run queued tasks in-process, as the embedded default does. Under CI with Redis the
+    settings queue them to a broker, and a view test has no worker to run them (a real worker
+    is tested in tests/routing/test_comparisons.py)."""
+    from fos_console.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
 InstallPolicy = Callable[..., PolicyRevision]
 
 

@@ -101,7 +101,7 @@ def test_it_keeps_a_hostile_model_answer_inert_in_try_it_and_on_the_route_page(
 
     # Upstream text stored in a route log (reasons, attempt detail, caller, metadata).
     hostile = make_log(
-        capability="chat", caller=XSS, reasons=[f"evil: failed: server_error ({XSS})"],
+        capability="chat", caller=XSS[:150], reasons=[f"evil: failed: server_error ({XSS})"],
         metadata={"note": XSS}, outcome="failed", backend="",
     )
     Attempt.objects.create(
