@@ -20,6 +20,7 @@ install: $(STAMP)
 run: $(STAMP)
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py load_demo
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py load_demo_ticket
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Production server on the configured database: gthread workers, so a streamed answer holds one

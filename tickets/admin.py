@@ -1,6 +1,7 @@
 """Tickets in the admin. Proposals and reviews are read-only here: a route's backend or
 position changes through the ticket page (which sends an approved route back to review), and a
-decision is evidence, written once."""
+decision is evidence, written once. A proof is frozen when made: it can be looked at (or
+deleted) here, and published or unpublished from its preview page."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from tickets.models import AcceptanceCriterion, Review, RouteProposal, Ticket
+from tickets.models import AcceptanceCriterion, ProofArtifact, Review, RouteProposal, Ticket
 
 
 class CriterionInline(admin.TabularInline):
@@ -48,3 +49,10 @@ class RouteProposalAdmin(ReadOnlyAdmin):
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ("ticket", "proposal", "decision", "reviewer", "comparison_run", "created_at")
     list_filter = ("decision",)
+
+
+@admin.register(ProofArtifact)
+class ProofArtifactAdmin(ReadOnlyAdmin):
+    list_display = ("slug", "ticket", "published_at", "created_by", "created_at")
+    list_filter = (("published_at", admin.EmptyFieldListFilter),)
+    search_fields = ("slug", "ticket__key")

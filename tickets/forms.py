@@ -12,7 +12,8 @@ from registry.models import Backend, Capability, Route
 from routing.comparisons import MAX_ROUTES, MIN_ROUTES
 from routing.models import ComparisonRun, EvaluationCase
 from tickets.criteria import Verdict
-from tickets.models import AcceptanceCriterion, RouteProposal, Ticket
+from tickets.models import AcceptanceCriterion, ProofArtifact, RouteProposal, Ticket
+from tickets.proof import MAX_SAMPLE
 from tickets.review import active_order, evidence_problem, judge_run, order_after_approval
 
 
@@ -227,3 +228,35 @@ class ReviewForm(forms.Form):
             active=active_order(capability_id=self.ticket.capability_id), route=self.proposal.route, displaced=self.proposal.displaced
         )
         return order
+
+
+class ProofForm(forms.Form):
+    """What a proof is made from: one of the ticket's finished runs and a route log sample."""
+
+    comparison_run = forms.ModelChoiceField(label="Comparison run", queryset=ComparisonRun.objects.none(), empty_label=None)
+    sample_size = forms.IntegerField(
+        label="Route log entries",
+        min_value=0,
+        max_value=MAX_SAMPLE,
+        initial=5,
+        help_text=f"The capability's most recent entries, 0 to {MAX_SAMPLE}.",
+    )
+    sample_outcome = forms.ChoiceField(
+        label="Of outcome", choices=ProofArtifact.SampleOutcome.choices, initial=ProofArtifact.SampleOutcome.ANY, required=False
+    )
+
+    def __init__(self, *args: Any, ticket: Ticket, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only done runs: a cancelled or failed run is partial evidence, not a proof.
+        runs = ComparisonRun.objects.filter(
+            ticket_ref=ticket.key, capability=ticket.capability, status=ComparisonRun.Status.DONE
+        ).order_by("-created_at", "-id")
+        self.fields["comparison_run"].queryset = runs
+        self.fields["comparison_run"].label_from_instance = lambda run: f"run {run.pk} ({run.created_at:%Y-%m-%d %H:%M})"
+        latest = runs.first()
+        self.has_runs = latest is not None
+        if latest is not None and not self.is_bound:
+            self.initial.setdefault("comparison_run", latest.pk)
+
+    def clean_sample_outcome(self) -> str:
+        return self.cleaned_data.get("sample_outcome") or ProofArtifact.SampleOutcome.ANY

@@ -227,3 +227,60 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket.key}: {self.decision} by {self.reviewer}"
+
+
+class ProofArtifact(models.Model):
+    """A sanitized snapshot of a ticket's evidence, frozen when made (see tickets.proof).
+
+    `content` is built once, from an allow-list of fields, and never rebuilt: later changes to
+    the policy, the route logs or the comparison behind it leave it as it was. Publishing only
+    sets `published_at`; the public page and the exports render `content` and nothing else.
+    """
+
+    class SampleOutcome(models.TextChoices):
+        """Which route log entries a proof samples (the most recent of the capability)."""
+
+        ANY = "any", "any outcome"
+        PRIMARY = "primary", "answered by the primary"
+        FALLBACK = "fallback", "answered by a fallback"
+        FAILED = "failed", "failed"
+
+    # The only identifier a proof shows: "<ticket key>-<8 random characters>".
+    slug = models.SlugField(max_length=40, unique=True)
+    # PROTECT: a published proof is evidence someone may have linked to; deleting its ticket
+    # should first be a decision about the proof.
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="proofs", db_index=False)
+    # Which run it was built from, for the console only (never part of `content`).
+    comparison_run = models.ForeignKey(
+        "routing.ComparisonRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="Empty: not published.")
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    content = models.JSONField(help_text="The frozen, sanitized snapshot (tickets/proof_schema.json).")
+    redaction_counts = models.JSONField(default=dict, blank=True, help_text="Redactions made, by kind.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A ticket's proofs, newest first, on its page. (`slug` is unique, which serves
+            # the preview and the public page.)
+            models.Index(fields=["ticket", "-created_at"], name="proof_ticket_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("tickets:proof", kwargs={"slug": self.slug})
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+    @property
+    def public_url(self) -> str:
+        return reverse("tickets:proof-public", kwargs={"slug": self.slug})

@@ -5,6 +5,12 @@ proposals, and start, cancel or resume comparison runs; reviewers approve or rej
 (never their own). Each action is offered only to the role that may take it, and refused
 (403) to anyone else. An HTMX request gets the re-rendered region (plus a `ticketChanged`
 event naming it, for the other regions), a plain request a redirect.
+
+Proofs: operators make one from the ticket page and publish or unpublish it; everyone signed
+in may preview and export it. Once published, `/proof/<slug>/` and its exports
+(`proof.html`, `proof.md`, `proof.json` beside it) answer anyone, signed in or not; they are
+rendered from the proof's frozen content alone, without a request context, so nothing from the
+console or the session (navigation, CSRF token, user) can reach them.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
@@ -29,21 +36,24 @@ from registry.roles import is_operator, is_reviewer
 from routing import comparisons
 from routing.comparison_charts import comparison_charts
 from routing.models import ComparisonResult, ComparisonRun, EvaluationCase
+from tickets import proof as proofs
+from tickets import proof_export
 from tickets import review as reviews
 from tickets.criteria import judge
 from tickets.forms import (
     ComparisonForm,
     CriterionForm,
     EvaluationCaseForm,
+    ProofForm,
     ProposalForm,
     ReviewForm,
     TicketForm,
 )
-from tickets.models import Review, Ticket
+from tickets.models import ProofArtifact, Review, Ticket
 
 DETAIL_PAGE = "tickets/ticket_detail.html"
 # Regions of the ticket page an HTMX request may ask for by its HX-Target.
-DETAIL_FRAGMENTS = ("ticket-head", "criteria", "cases", "proposals", "runs", "reviews")
+DETAIL_FRAGMENTS = ("ticket-head", "criteria", "cases", "proposals", "runs", "reviews", "proofs")
 OPERATE, REVIEW = "operate", "review"
 
 
@@ -64,6 +74,18 @@ def _get_ticket_for_user(request: HtmxHttpRequest, key: str, *, action: str = ""
     if action == REVIEW and not is_reviewer(request.user):
         raise PermissionDenied("Only reviewers approve or reject proposals.")
     return ticket
+
+
+def _get_proof_for_user(request: HtmxHttpRequest, slug: str, *, action: str = "", published_only: bool = False) -> ProofArtifact:
+    """The proof named by `slug` (404 if none, or if `published_only` and it is not published);
+    publishing and unpublishing only for operators (403)."""
+    candidates = ProofArtifact.objects.select_related("ticket", "created_by")
+    if published_only:
+        candidates = candidates.filter(published_at__isnull=False)
+    proof = get_object_or_404(candidates, slug=slug)
+    if action == OPERATE and not is_operator(request.user):
+        raise PermissionDenied("Only operators publish or unpublish proofs.")
+    return proof
 
 
 def _get_run_for_user(request: HtmxHttpRequest, run_id: int, *, action: str = "") -> ComparisonRun:
@@ -305,6 +327,8 @@ def _render_ticket(
         "case_form": EvaluationCaseForm() if operator else None,
         "proposal_form": ProposalForm(ticket=ticket) if operator else None,
         "comparison_form": ComparisonForm(ticket=ticket) if operator else None,
+        "proofs": list(ticket.proofs.select_related("created_by").order_by("-created_at", "-id")),
+        "proof_form": ProofForm(ticket=ticket) if operator else None,
     }
     context.update({k: v for k, v in extra.items() if k not in ("edit_forms", "review_forms")})
     context["proposal_rows"] = _proposal_rows(request, ticket, extra)
@@ -416,3 +440,121 @@ def _after_run_change(request: HtmxHttpRequest, run: ComparisonRun, *, note: str
         messages.success(request, note)
         return redirect("tickets:comparison", run_id=run.pk)
     return _render_progress(request, run, note=note, changed=True)
+
+
+# --- proofs -------------------------------------------------------------------------------------
+
+EXPORT_FORMATS = (("html", "HTML file"), ("md", "Markdown"), ("json", "JSON"))
+# The public page and the exports need no script, no frame and no form: a policy that allows
+# none keeps even a markup slip in a proof from running anything.
+PROOF_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+@login_required
+@require_POST
+def proof_create(request: HtmxHttpRequest, key: str) -> HttpResponse:
+    ticket = _get_ticket_for_user(request, key, action=OPERATE)
+    form = ProofForm(request.POST, ticket=ticket)
+    if not form.is_valid():
+        return _invalid(request, ticket, "proofs", proof_form=form)
+    data = form.cleaned_data
+    try:
+        artifact = proofs.make_proof(
+            ticket=ticket,
+            run=data["comparison_run"],
+            sample_size=data["sample_size"],
+            sample_outcome=data["sample_outcome"],
+            created_by=request.user,
+        )
+    except proofs.ProofError as exc:
+        form.add_error(None, str(exc))
+        return _invalid(request, ticket, "proofs", proof_form=form)
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = artifact.get_absolute_url()
+        return response
+    messages.success(request, f"Proof {artifact.slug} made: check the preview, then publish it.")
+    return redirect(artifact)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def proof_preview(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    artifact = _get_proof_for_user(request, slug)
+    return _render_proof(request, artifact, fragment=_wants_fragment(request))
+
+
+@login_required
+@require_POST
+def proof_publish(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    artifact = _get_proof_for_user(request, slug, action=OPERATE)
+    changed = proofs.publish(proof=artifact)
+    note = f"Published at {artifact.public_url}." if changed else "It was already published."
+    return _after_proof_change(request, artifact, note=note)
+
+
+@login_required
+@require_POST
+def proof_unpublish(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    artifact = _get_proof_for_user(request, slug, action=OPERATE)
+    changed = proofs.unpublish(proof=artifact)
+    note = f"Unpublished: {artifact.public_url} now answers 404." if changed else "It was not published."
+    return _after_proof_change(request, artifact, note=note)
+
+
+@login_required
+@require_GET
+def proof_export_view(request: HtmxHttpRequest, slug: str, fmt: str) -> HttpResponse:
+    return _export(_get_proof_for_user(request, slug), fmt)
+
+
+# No login: these answer anyone once the proof is published, and 404 before and after.
+# never_cache, so that an unpublished proof is not served on from a cache.
+@require_GET
+@never_cache
+def proof_public(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    artifact = _get_proof_for_user(request, slug, published_only=True)
+    return _hardened(HttpResponse(proof_export.render_html(artifact.content, downloads=True)))
+
+
+@require_GET
+@never_cache
+def proof_public_export(request: HtmxHttpRequest, slug: str, fmt: str) -> HttpResponse:
+    return _export(_get_proof_for_user(request, slug, published_only=True), fmt)
+
+
+def _render_proof(request: HtmxHttpRequest, artifact: ProofArtifact, *, fragment: bool, note: str = "") -> HttpResponse:
+    context = {
+        "artifact": artifact,
+        "export_formats": EXPORT_FORMATS,
+        "controls_note": note,
+        **proof_export.context(artifact.content),
+    }
+    return render(request, "tickets/proof_preview.html" + ("#proof-controls" if fragment else ""), context)
+
+
+def _after_proof_change(request: HtmxHttpRequest, artifact: ProofArtifact, *, note: str) -> HttpResponse:
+    if not request.htmx:
+        messages.success(request, note)
+        return redirect(artifact)
+    artifact.refresh_from_db()
+    response = _render_proof(request, artifact, fragment=True, note=note)
+    trigger_client_event(response, "ticketChanged", {"source": "proof-controls"})
+    return response
+
+
+def _export(artifact: ProofArtifact, fmt: str) -> HttpResponse:
+    kind = proof_export.FORMATS.get(fmt)
+    if kind is None:
+        raise Http404("no such export format")
+    response = HttpResponse(proof_export.render(artifact.content, fmt), content_type=kind.content_type)
+    response["Content-Disposition"] = f'attachment; filename="proof-{artifact.slug}.{kind.extension}"'
+    return _hardened(response)
+
+
+def _hardened(response: HttpResponse) -> HttpResponse:
+    response["Content-Security-Policy"] = PROOF_CSP
+    # A click on the commit link must not tell the commit's host where the proof lives.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
