@@ -164,6 +164,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# For `celery -A fos_console beat`. A run that waited past the next one is dropped, not piled up.
+CELERY_BEAT_SCHEDULE = {
+    "roll-up-route-logs": {"task": "routing.tasks.roll_up_recent", "schedule": 60.0, "options": {"expires": 55}},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

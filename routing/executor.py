@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from routing import breaker, log_store, planner
+from routing import breaker, log_store, planner, rollup
 from routing.adapters import get_adapter
 from routing.adapters.base import AdapterError, Completion
 from routing.models import Attempt, RouteLog
@@ -478,6 +478,9 @@ class RouteStream:
             )
             attempt.route_log = entry
             attempt.save(force_insert=True)
+            # The row was written when the stream started: if its hour has ended since, the
+            # hour's rollup may already count it as it was then.
+            rollup.invalidate(created_at=entry.created_at)
 
 
 def _chain(first: str, rest: Iterator[str | Completion]) -> Iterator[str | Completion]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 
@@ -277,3 +279,60 @@ class ComparisonResult(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} case {self.case_id} route {self.route_id}: {self.status}"
+
+
+class RollupHour(models.Model):
+    """An hour of the route log that has been rolled up (routing.rollup), even one with no
+    calls: the dashboard reads the hour from the rollup only if this row says it is final,
+    and from RouteLog otherwise. Also the hour's attempts per backend, for backend health."""
+
+    # Writes that were in flight when an hour ended commit within this; an hour rolled up
+    # sooner after its end is provisional, and recomputed.
+    GRACE = timedelta(minutes=2)
+
+    hour = models.DateTimeField(help_text="The hour's start (UTC).")
+    rolled_at = models.DateTimeField(help_text="When the route log was read for this rollup.")
+    # {backend slug: [attempts, errors]} for the attempts of the hour's route logs: a handful
+    # of backends, always read whole.
+    backend_attempts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["hour"]
+        constraints = [
+            # One row per hour; also serves roll_up's delete and the dashboard's read of the
+            # rolled-up hours of its window (a range of hours).
+            models.UniqueConstraint(fields=["hour"], name="rollup_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"rollup of {self.hour:%Y-%m-%d %H:00}"
+
+    def is_final(self) -> bool:
+        """Rolled up late enough after the hour ended that every write of the hour was in."""
+        return self.rolled_at >= self.hour + timedelta(hours=1) + self.GRACE
+
+
+class RouteLogHour(models.Model):
+    """The route logs of one hour, one capability and one outcome, rolled up: how many, their
+    cost, and their latencies as a histogram from which percentiles are estimated (see
+    routing.rollup for the buckets and the error bound)."""
+
+    hour = models.DateTimeField(help_text="The hour's start (UTC).")
+    capability = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, choices=RouteLog.Outcome.choices)
+    calls = models.PositiveIntegerField()
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=8)
+    latency_ms_sum = models.FloatField()
+    # [[bucket, calls], ...] in bucket order, non-empty buckets only.
+    latency_histogram = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["hour", "capability", "outcome"]
+        constraints = [
+            # One row per key; also serves roll_up's delete and the dashboard's read of a
+            # window's hours (a range on the first column).
+            models.UniqueConstraint(fields=["hour", "capability", "outcome"], name="routeloghour_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.capability} {self.outcome} at {self.hour:%Y-%m-%d %H:00}: {self.calls} calls"

@@ -11,12 +11,18 @@ Every query here is bounded, so the pages stay fast with millions of rows:
   sample: the newest `SQLITE_PERCENTILE_SAMPLE` calls of the window per capability, and for
   the chart that many shared out between its time buckets. That is exact for the embedded
   default's volumes and an estimate beyond; the page says when.
+- Windows of whole-hour chart columns (24 hours, 7 days) read the hours whose rollup is final
+  (routing.rollup) from RouteLogHour and RollupHour, and only the rest of the window from
+  RouteLog: the partial hours at both ends and any hour not rolled up yet. Counts and costs
+  stay exact; latency percentiles come from the merged hourly histograms, estimated within
+  rollup.LATENCY_ERROR (2.5%) on either database, and the page says so.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,8 +35,8 @@ from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Func, IntegerField, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
-from routing import breaker, planner
-from routing.models import Attempt, RouteLog
+from routing import breaker, planner, rollup
+from routing.models import Attempt, RollupHour, RouteLog, RouteLogHour
 
 PAGE_SIZE = 50
 SQLITE_PERCENTILE_SAMPLE = 10_000
@@ -169,28 +175,43 @@ class Dashboard:
     backends: list[BackendHealth]
     buckets: list[Bucket]
     percentiles_sampled: bool = False  # SQLite, with more calls in the window than the sample
+    percentiles_estimated: bool = False  # from the rollup's histograms
 
     @property
     def calls(self) -> int:
         return sum(c.calls for c in self.capabilities)
+
+    @property
+    def percentile_error_percent(self) -> float:
+        return 100 * rollup.LATENCY_ERROR
 
 
 def dashboard(*, window: Window, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     since = now - window.span
     snapshot = planner.load_snapshot()
-    in_window = RouteLog.objects.filter(created_at__gte=since)
-    capabilities, first_id, sampled = _capability_stats(in_window, policy=list(snapshot.capabilities))
-    buckets, sampled_chart = _buckets(in_window, window=window, since=since, now=now)
+    policy = list(snapshot.capabilities)
+    # The rollup has whole hours: it serves only windows whose chart columns are whole hours.
+    rolled = rollup.final_hours(since=since, until=now) if window.bucket % rollup.HOUR == timedelta(0) else {}
+    if rolled:
+        hours, attempts = _window_hours(rolled=rolled, since=since)
+        found, sampled, estimated = _capability_figures_from_hours(hours), False, True
+        grouped = _bucket_figures_from_hours(hours, window=window)
+    else:
+        in_window = RouteLog.objects.filter(created_at__gte=since)
+        found, first_id, sampled = _capability_figures(in_window)
+        grouped, sampled_chart = _bucket_figures(in_window, window=window)
+        attempts, sampled, estimated = _attempts_from(first_id=first_id), sampled or sampled_chart, False
     return Dashboard(
         window=window,
         since=since,
         now=now,
         has_policy=bool(snapshot.capabilities or snapshot.backends),
-        capabilities=capabilities,
-        backends=_backend_health(first_id=first_id, policy=list(snapshot.backends)),
-        buckets=buckets,
-        percentiles_sampled=sampled or sampled_chart,
+        capabilities=_capability_stats(found, policy=policy),
+        backends=_backend_health(attempts, policy=list(snapshot.backends)),
+        buckets=_buckets(grouped, window=window, since=since, now=now),
+        percentiles_sampled=sampled,
+        percentiles_estimated=estimated,
     )
 
 
@@ -198,11 +219,9 @@ def _postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _capability_stats(
-    rows: QuerySet[RouteLog], *, policy: list[str]
-) -> tuple[list[CapabilityStats], int | None, bool]:
+def _capability_figures(rows: QuerySet[RouteLog]) -> tuple[dict[str, dict[str, Any]], int | None, bool]:
     """Per capability: calls by outcome, cost, latency p50/p95; plus the window's first route
-    log id (see _backend_health) and whether the percentiles were sampled."""
+    log id (see _attempts_from) and whether the percentiles were sampled."""
     # A rejected call never reached a backend: it counts as a call but not towards latency.
     answered = ~Q(outcome=RouteLog.Outcome.REJECTED)
     aggregates: dict[str, Any] = {
@@ -229,6 +248,56 @@ def _capability_stats(
             )
             sampled |= row["calls"] - row["rejected"] > len(latencies)
             row["p50_ms"], row["p95_ms"] = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    first_id = min((row["first_id"] for row in found.values()), default=None)
+    return found, first_id, sampled
+
+
+def _window_hours(
+    *, rolled: dict[datetime, RollupHour], since: datetime
+) -> tuple[list[RouteLogHour], dict[str, tuple[int, int]]]:
+    """The window's route logs as hourly rows, and its [attempts, errors] per backend: the
+    rolled-up hours from the rollup, the rest of the window (the partial hours at both ends,
+    any hour not rolled up yet) computed from RouteLog and Attempt."""
+    rows = RouteLogHour.objects.filter(hour__gte=min(rolled), hour__lte=max(rolled))
+    hours = [row for row in rows if row.hour in rolled]
+    rest: list[rollup.Interval] = []
+    start = since
+    for hour in sorted(rolled):
+        if hour > start:
+            rest.append((start, hour))
+        start = hour + rollup.HOUR
+    rest.append((start, None))  # no end, as the window of RouteLog rows has none
+    hours += rollup.hourly_route_logs(intervals=rest)
+    attempts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for per_backend in [*(row.backend_attempts for row in rolled.values()), *rollup.hourly_attempts(intervals=rest).values()]:
+        for backend, (tried, failed) in per_backend.items():
+            attempts[backend] += tried
+            errors[backend] += failed
+    return hours, {backend: (attempts[backend], errors[backend]) for backend in attempts}
+
+
+def _capability_figures_from_hours(hours: list[RouteLogHour]) -> dict[str, dict[str, Any]]:
+    """What _capability_figures gives, from hourly rows; percentiles from their histograms."""
+    found: dict[str, dict[str, Any]] = {}
+    latencies: dict[str, rollup.Histogram] = {}
+    for hour in hours:
+        row = found.setdefault(hour.capability, {"calls": 0, "cost": Decimal("0"), **dict.fromkeys(OUTCOMES, 0)})
+        row["calls"] += hour.calls
+        row[hour.outcome] = row.get(hour.outcome, 0) + hour.calls
+        row["cost"] += hour.cost_usd
+        if hour.outcome != RouteLog.Outcome.REJECTED:
+            rollup.add_histogram(latencies.setdefault(hour.capability, {}), hour.latency_histogram)
+    for slug, row in found.items():
+        row["fallbacks"], row["failures"] = row[RouteLog.Outcome.FALLBACK], row[RouteLog.Outcome.FAILED]
+        row["rejected"] = row[RouteLog.Outcome.REJECTED]
+        histogram = latencies.get(slug, {})
+        row["p50_ms"] = rollup.estimate_percentile(histogram, 0.5)
+        row["p95_ms"] = rollup.estimate_percentile(histogram, 0.95)
+    return found
+
+
+def _capability_stats(found: dict[str, dict[str, Any]], *, policy: list[str]) -> list[CapabilityStats]:
     stats = []
     for slug in sorted(set(policy) | set(found)):
         row = found.get(slug)
@@ -248,27 +317,30 @@ def _capability_stats(
                 in_policy=slug in policy,
             )
         )
-    first_id = min((row["first_id"] for row in found.values()), default=None)
-    return stats, first_id, sampled
+    return stats
 
 
-def _backend_health(*, first_id: int | None, policy: list[str]) -> list[BackendHealth]:
-    """Attempts and errors per backend in the window, with each backend's circuit state.
+def _attempts_from(*, first_id: int | None) -> dict[str, tuple[int, int]]:
+    """[attempts, errors] per backend in the window.
 
     Attempts carry no time of their own. Rather than join them to their route logs (which
     costs more than the rest of the dashboard), this counts the attempts of the route logs
     from the window's first one on, a range of the (route_log, index) index. Route log ids
     grow with time, so that is the window, give or take the few calls at its opening edge
     whose id and time were taken in a different order by concurrent writers."""
-    counts: dict[str, tuple[int, int]] = {}
-    if first_id is not None:
-        rows = (
-            Attempt.objects.filter(route_log_id__gte=first_id)
-            .values("backend")
-            .annotate(attempts=Count("id"), errors=Count("id", filter=Q(status=Attempt.Status.ERROR)))
-            .order_by()
-        )
-        counts = {row["backend"]: (row["attempts"], row["errors"]) for row in rows}
+    if first_id is None:
+        return {}
+    rows = (
+        Attempt.objects.filter(route_log_id__gte=first_id)
+        .values("backend")
+        .annotate(attempts=Count("id"), errors=Count("id", filter=Q(status=Attempt.Status.ERROR)))
+        .order_by()
+    )
+    return {row["backend"]: (row["attempts"], row["errors"]) for row in rows}
+
+
+def _backend_health(counts: dict[str, tuple[int, int]], *, policy: list[str]) -> list[BackendHealth]:
+    """Attempts and errors per backend in the window, with each backend's circuit state."""
     slugs = sorted(set(policy) | set(counts))
     circuits = breaker.states(slugs)
     return [
@@ -283,9 +355,10 @@ def _backend_health(*, first_id: int | None, policy: list[str]) -> list[BackendH
     ]
 
 
-def _buckets(rows: QuerySet[RouteLog], *, window: Window, since: datetime, now: datetime) -> tuple[list[Bucket], bool]:
+def _bucket_figures(rows: QuerySet[RouteLog], *, window: Window) -> tuple[dict[int, dict[str, Any]], bool]:
+    """Per chart column (by number): calls by outcome and latency p95; and whether the
+    percentiles were sampled."""
     seconds = int(window.bucket.total_seconds())
-    first, last = _bucket_number(since, seconds), _bucket_number(now, seconds)
     aggregates: dict[str, Any] = {
         outcome: Count("id", filter=Q(outcome=outcome)) for outcome in OUTCOMES
     }
@@ -315,6 +388,28 @@ def _buckets(rows: QuerySet[RouteLog], *, window: Window, since: datetime, now: 
             )
             row["p95_ms"] = percentile(latencies, 0.95)
             sampled |= sum(row[o] for o in OUTCOMES if o != RouteLog.Outcome.REJECTED) > len(latencies)
+    return grouped, sampled
+
+
+def _bucket_figures_from_hours(hours: list[RouteLogHour], *, window: Window) -> dict[int, dict[str, Any]]:
+    """What _bucket_figures gives, from hourly rows (the columns are whole hours)."""
+    seconds = int(window.bucket.total_seconds())
+    grouped: dict[int, dict[str, Any]] = {}
+    latencies: dict[int, rollup.Histogram] = {}
+    for hour in hours:
+        number = _bucket_number(hour.hour, seconds)
+        row = grouped.setdefault(number, dict.fromkeys(OUTCOMES, 0))
+        row[hour.outcome] = row.get(hour.outcome, 0) + hour.calls
+        if hour.outcome != RouteLog.Outcome.REJECTED:
+            rollup.add_histogram(latencies.setdefault(number, {}), hour.latency_histogram)
+    for number, row in grouped.items():
+        row["p95_ms"] = rollup.estimate_percentile(latencies.get(number, {}), 0.95)
+    return grouped
+
+
+def _buckets(grouped: dict[int, dict[str, Any]], *, window: Window, since: datetime, now: datetime) -> list[Bucket]:
+    seconds = int(window.bucket.total_seconds())
+    first, last = _bucket_number(since, seconds), _bucket_number(now, seconds)
     buckets = []
     for number in range(first, last + 1):
         row = grouped.get(number, {})
@@ -327,7 +422,7 @@ def _buckets(rows: QuerySet[RouteLog], *, window: Window, since: datetime, now: 
                 p95_ms=row.get("p95_ms"),
             )
         )
-    return buckets, sampled
+    return buckets
 
 
 def _bucket_number(moment: datetime, seconds: int) -> int:

@@ -4,8 +4,9 @@ domain function; on the embedded default they run eagerly, in the web process.""
 from __future__ import annotations
 
 from celery import shared_task
+from django.utils import timezone
 
-from routing import planner, probe
+from routing import planner, probe, rollup
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, soft_time_limit=20, time_limit=30)
@@ -17,3 +18,11 @@ def probe_backend(self: object, slug: str) -> None:
         slug=slug,
         backends=planner.load_snapshot().backends,
     )
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=240, time_limit=300)
+def roll_up_recent() -> None:
+    """Roll up the hours of the dashboard's longest window that have settled since the last
+    run (or were invalidated). Run by Celery beat every minute (CELERY_BEAT_SCHEDULE); the
+    dashboard also catches up on its own, so a missed run costs a page view a little time."""
+    rollup.catch_up(since=timezone.now() - rollup.LOOKBACK, limit=None)

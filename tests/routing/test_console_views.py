@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from registry.models import Backend
-from routing import breaker, probe, run
-from routing.models import Attempt, RouteLog
+from routing import breaker, probe, rollup, run
+from routing.models import Attempt, RollupHour, RouteLog
 from tests.routing.test_executor import TRIAGE, classify, http_backend
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2"><b hx-get="/console/backends/" hx-trigger="load">x</b>'
@@ -217,6 +217,24 @@ def test_it_shows_backend_health_and_circuit_state(as_operator: Client, policy: 
     assert (health["llama"].attempts, health["llama"].errors, health["llama"].circuit.state) == (1, 1, "open")
     assert (health["triage"].attempts, health["triage"].errors, health["triage"].circuit.state) == (1, 0, "closed")
     assert health["frontier"].attempts == 0
+
+
+def test_it_reads_whole_hours_from_the_rollup_and_a_call_made_now_at_once(as_operator: Client, policy: Any) -> None:
+    now = timezone.now()
+    make_log(created_at=now - timedelta(hours=5), latency_ms=200, cost_usd=Decimal("0.002"))
+    response = as_operator.get("/console/?window=24h")
+    # The view rolled up the hours that had ended, and read them from the rollup.
+    assert RollupHour.objects.get(hour=rollup.hour_of(now - timedelta(hours=5))).is_final()
+    assert response.context["data"].percentiles_estimated
+    assert "estimated from hourly histograms, within 2.5%" in text(response)
+    make_log(latency_ms=100, cost_usd=Decimal("0.001"))
+    data = as_operator.get("/console/?window=24h").context["data"]
+    (row,) = [c for c in data.capabilities if c.slug == "classify"]
+    assert (row.calls, row.cost) == (2, Decimal("0.003"))
+    assert data.buckets[-1].counts["primary"] == 1
+    exact = as_operator.get("/console/?window=1h")
+    assert not exact.context["data"].percentiles_estimated
+    assert "hourly histograms" not in text(exact)
 
 
 def test_it_explains_an_unknown_window(as_operator: Client, policy: Any) -> None:
