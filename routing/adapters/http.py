@@ -157,6 +157,11 @@ def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
         yield event or "message", "\n".join(data)
 
 
+def with_instructions(messages: list[dict[str, str]], instructions: str) -> list[dict[str, str]]:
+    """The conversation with the capability's instructions as a leading system message."""
+    return ([{"role": "system", "content": instructions}] if instructions else []) + list(messages)
+
+
 def parse_json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
@@ -181,7 +186,12 @@ class HTTPAdapter(Adapter):
     # --- hooks ---
 
     def headers(self, secret: str) -> dict[str, str]:
-        raise NotImplementedError
+        """Bearer authentication when a secret is set (OpenAI-compatible servers; a proxy in
+        front of Ollama). Protocols that authenticate otherwise override this."""
+        headers = {"Accept": "application/json"}
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        return headers
 
     def payload(self, messages: list[dict[str, str]], instructions: str, *, stream: bool) -> dict[str, Any]:
         raise NotImplementedError

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from routing.adapters.base import AdapterError, Completion
-from routing.adapters.http import HTTPAdapter, bad, parse_json, token_count
+from routing.adapters.http import HTTPAdapter, bad, parse_json, token_count, with_instructions
 
 # Ollama words this differently across versions and runners ("exceeds the context length",
 # "context window", "context size"); it also reports some of them as 500.
@@ -17,20 +17,14 @@ CONTEXT_MESSAGE = re.compile(r"context (length|window|size)|exceeds .*context", 
 
 
 class OllamaAdapter(HTTPAdapter):
+    # Bearer only when a secret is set: Ollama wants none, a proxy in front of it may.
     protocol = "ollama"
     path = "/api/chat"
-
-    def headers(self, secret: str) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if secret:
-            # Ollama itself wants no key; a proxy in front of it may want a bearer token.
-            headers["Authorization"] = f"Bearer {secret}"
-        return headers
 
     def payload(self, messages: list[dict[str, str]], instructions: str, *, stream: bool) -> dict[str, Any]:
         return {
             "model": self.spec.model,
-            "messages": ([{"role": "system", "content": instructions}] if instructions else []) + list(messages),
+            "messages": with_instructions(messages, instructions),
             # Always explicit: Ollama streams when the field is absent.
             "stream": stream,
         }

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from routing.adapters.base import AdapterError, Completion
-from routing.adapters.http import HTTPAdapter, bad, error_fields, parse_json, sse_events, token_count
+from routing.adapters.http import HTTPAdapter, bad, error_fields, parse_json, sse_events, token_count, with_instructions
 
 # OpenAI and vLLM say "maximum context length", llama.cpp "exceeds the available context size".
 CONTEXT_MESSAGE = re.compile(r"maximum context length|context (length|size|window)", re.IGNORECASE)
@@ -23,16 +23,10 @@ class OpenAIAdapter(HTTPAdapter):
     protocol = "openai"
     path = "/chat/completions"
 
-    def headers(self, secret: str) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if secret:
-            headers["Authorization"] = f"Bearer {secret}"
-        return headers
-
     def payload(self, messages: list[dict[str, str]], instructions: str, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.spec.model,
-            "messages": ([{"role": "system", "content": instructions}] if instructions else []) + list(messages),
+            "messages": with_instructions(messages, instructions),
         }
         if stream:
             body["stream"] = True
