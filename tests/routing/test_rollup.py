@@ -124,7 +124,9 @@ def test_it_rolls_up_the_same_rows_twice(traffic: datetime) -> None:
 def test_it_rolls_up_only_hours_that_have_ended(db: None) -> None:
     now = timezone.now()
     make_log(created_at=now)
-    assert rollup.roll_up(since=now - timedelta(minutes=90), until=now + 2 * HOUR) == 1
+    # From the start of the previous hour, whatever the minute now: that hour has ended, the
+    # current one has not.
+    assert rollup.roll_up(since=rollup.hour_of(now) - HOUR, until=now + 2 * HOUR) == 1
     assert list(RollupHour.objects.values_list("hour", flat=True)) == [rollup.hour_of(now) - HOUR]
     assert not RouteLogHour.objects.exists()  # the call is in the current hour
     assert rollup.roll_up(since=now, until=now + HOUR) == 0
