@@ -82,3 +82,27 @@ def test_it_offers_a_reviewer_no_edit_controls_and_refuses_a_forged_post(
     )
     assert response.status == 403
     assert Capability.objects.get(slug="classify-fast").latency_budget_ms == 2000
+
+
+def test_a_region_just_swapped_in_hears_the_next_change_event(
+    page: Any, sign_in: Any, live_server: Any, reviewer: Any, policy: Any
+) -> None:
+    # A change event that arrives in the next task after a region was swapped in must reach the
+    # new region; with a settle delay it would fall between the swap and htmx processing it.
+    sign_in(page, reviewer)
+    page.goto(live_server.url + PAGE)
+    page.evaluate(
+        """() => {
+            window.historyRequests = 0;
+            document.body.addEventListener('htmx:beforeRequest', e => {
+                if (e.detail.elt.id === 'recent-revisions') window.historyRequests += 1;
+            });
+            document.body.addEventListener('htmx:afterSwap', e => {
+                if (e.detail.target.id === 'recent-revisions' && window.historyRequests === 1) {
+                    setTimeout(() => htmx.trigger(document.body, 'policyChanged'), 0);
+                }
+            });
+            htmx.trigger(document.body, 'policyChanged');
+        }"""
+    )
+    page.wait_for_function("window.historyRequests >= 2", timeout=5000)
