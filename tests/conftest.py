@@ -11,14 +11,27 @@ from registry.policy import record_revision
 from routing.planner import forget_snapshot
 
 
+def clear_cache() -> None:
+    """Empty the project's cache. On Redis only the keys under the cache's own prefix go: the
+    database may also be the Celery broker, whose queues cache.clear() would flush with them."""
+    client_of = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if client_of is None:
+        cache.clear()
+        return
+    client = client_of(write=True)
+    keys = list(client.scan_iter(match=cache.make_key("*"), count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
     """Each test starts with an empty cache (breaker state, the revision number) and no
     in-process policy snapshot: the database behind both is rolled back between tests."""
-    cache.clear()
+    clear_cache()
     forget_snapshot()
     yield
-    cache.clear()
+    clear_cache()
     forget_snapshot()
 
 
