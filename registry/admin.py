@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -37,10 +38,53 @@ class PolicyAdmin(admin.ModelAdmin):
             record_revision(author=request.user.get_username(), summary=f"admin: deleted {labels}")
 
 
+class RouteAdminForm(forms.ModelForm):
+    """The review rules hold in the admin as in the console: only a reviewer's approval on the
+    ticket page makes a proposed route live, and moving an approved route (another backend or
+    position) sends it back to review."""
+
+    class Meta:
+        model = Route
+        fields = ("capability", "position", "backend", "status", "proposed_by", "ticket_ref")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        route = self.instance
+        self.stored = (route.status, route.backend_id, route.position) if route.pk else None
+
+    def clean_status(self) -> str:
+        status = self.cleaned_data["status"]
+        was = self.stored[0] if self.stored else Route.Status.PROPOSED
+        if was in (Route.Status.PROPOSED, Route.Status.REJECTED) and status != was:
+            raise forms.ValidationError(
+                f"A {was} route changes status only by a reviewer's decision on its ticket's page."
+                if self.stored
+                else "A route added here starts as proposed; a reviewer approves it on its ticket's page."
+            )
+        return status
+
+    def save(self, commit: bool = True) -> Route:
+        route = self.instance
+        self.sent_back = bool(
+            self.stored and route.approved_at is not None and (route.backend_id, route.position) != self.stored[1:]
+        )
+        if self.sent_back:
+            route.send_back_to_review()
+        return super().save(commit=commit)
+
+
+def _warn_sent_back(request: HttpRequest, forms_: list[Any]) -> None:
+    for form in forms_:
+        if getattr(form, "sent_back", False):
+            messages.warning(request, f"Route {form.instance} was approved and has moved: it is back in review.")
+
+
 class RouteInline(admin.TabularInline):
     model = Route
+    form = RouteAdminForm
     extra = 0
-    fields = ("position", "backend", "status", "proposed_by", "ticket_ref")
+    fields = ("position", "backend", "status", "proposed_by", "ticket_ref", "approved_by", "approved_at")
+    readonly_fields = ("approved_by", "approved_at")
     ordering = ("position", "id")
 
 
@@ -78,14 +122,22 @@ class CapabilityAdmin(PolicyAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        _warn_sent_back(request, [f for fs in formsets for f in fs.forms])
         if any(fs.has_changed() for fs in formsets):
             record_revision(author=request.user.get_username(), summary=f"admin: routes of {form.instance} changed")
 
 
 @admin.register(Route)
 class RouteAdmin(PolicyAdmin):
+    form = RouteAdminForm
     list_display = ("capability", "position", "backend", "status", "proposed_by", "ticket_ref")
     list_filter = ("status", "capability", "backend")
+    fields = ("capability", "position", "backend", "status", "proposed_by", "ticket_ref", "approved_by", "approved_at")
+    readonly_fields = ("approved_by", "approved_at")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _warn_sent_back(request, [form])
 
 
 @admin.register(PolicyRevision)

@@ -242,6 +242,12 @@ class Route(models.Model):
         """Whether moving this route to `backend_id` at `position` must send it back to review."""
         return self.approved_at is not None and (backend_id != self.backend_id or position != self.position)
 
+    def send_back_to_review(self) -> None:
+        """Clear the approval: the route is a proposal again until a reviewer approves it anew."""
+        self.status = Route.Status.PROPOSED
+        self.approved_at = None
+        self.approved_by = None
+
     def clean(self) -> None:
         if self.capability_id is None or self.backend_id is None:
             return

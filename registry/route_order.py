@@ -59,12 +59,6 @@ def enable_needs_review(*, route: Route, routes: list[Route]) -> bool:
     return route.needs_review_after(backend_id=route.backend_id, position=enable_position(route=route, routes=routes))
 
 
-def _send_back_to_review(route: Route) -> None:
-    route.status = Route.Status.PROPOSED
-    route.approved_at = None
-    route.approved_by = None
-
-
 def _names(routes: list[Route]) -> str:
     return "[" + ", ".join(route.backend.slug for route in routes) + "]"
 
@@ -83,7 +77,7 @@ def apply_order(*, capability: Capability, before: list[Route], after: list[Rout
     for position, route in enumerate(after):
         route.position = position
         if route in lost:
-            _send_back_to_review(route)
+            route.send_back_to_review()
         route.save(update_fields=["position", "status", "approved_at", "approved_by", "updated_at"])
     summary = f"{capability.slug}: {what}; routes {_names(before)} -> {_names(after)}"
     if lost:
@@ -100,7 +94,7 @@ def set_enabled(*, capability: Capability, route: Route, enabled: bool, author: 
             moved = route.needs_review_after(backend_id=route.backend_id, position=position)
             route.position, route.status = position, Route.Status.ACTIVE
             if moved:
-                _send_back_to_review(route)
+                route.send_back_to_review()
         else:
             route.status = Route.Status.RETIRED
         route.save(update_fields=["position", "status", "approved_at", "approved_by", "updated_at"])

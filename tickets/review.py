@@ -103,7 +103,7 @@ def edit_proposal(*, proposal: RouteProposal, backend: Backend, position: int, d
         was_active = route.status == Route.Status.ACTIVE
         route.backend, route.position = backend, position
         if sent_back:
-            route.status, route.approved_at, route.approved_by = Route.Status.PROPOSED, None, None
+            route.send_back_to_review()
         route.save(update_fields=["backend", "position", "status", "approved_at", "approved_by", "updated_at"])
         proposal.displaced = displaced
         proposal.save(update_fields=["displaced"])
