@@ -41,7 +41,7 @@ def test_it_lets_an_operator_edit_reorder_and_dry_run_without_reloading(
 
     page.fill("#id_latency_budget_ms", "0")
     page.get_by_role("button", name="Save contract").click()
-    page.locator("#field-latency_budget_ms .errorlist").get_by_text("greater than or equal to 1").wait_for()
+    page.locator("#field-id_latency_budget_ms .errorlist").get_by_text("greater than or equal to 1").wait_for()
     page.fill("#id_latency_budget_ms", "1500")
     page.get_by_role("button", name="Save contract").click()
     page.get_by_role("status").get_by_text("latency_budget_ms 2000 -> 1500").wait_for()

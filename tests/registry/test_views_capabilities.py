@@ -215,7 +215,7 @@ def test_it_shows_a_bad_verification_rule_beside_its_parameter_and_saves_nothing
     response = client_for(operator).post(EDIT, contract_data(classify, verify=kind, **changes), **HTMX)
     assert response.status_code == 200
     content = fragment_of(response)
-    block = content[content.index(f'id="field-{field}"') :]
+    block = content[content.index(f'id="field-id_{field}"') :]
     block = block[: block.index("</div>\n")]
     assert 'class="errorlist"' in block, block
     assert revisions() == before
@@ -239,7 +239,7 @@ def test_it_shows_a_bad_value_beside_its_field_and_saves_nothing(
     response = client_for(operator).post(EDIT, contract_data(classify, **{field: value}), **HTMX)
     assert response.status_code == 200
     content = fragment_of(response)
-    block = content[content.index(f'id="field-{field}"') :]
+    block = content[content.index(f'id="field-id_{field}"') :]
     block = block[: block.index('class="errorlist"') + 400]
     assert message in block
     assert revisions() == before
