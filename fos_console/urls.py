@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
-from django.views.defaults import bad_request, page_not_found, server_error
+from django.views.defaults import bad_request, page_not_found, permission_denied, server_error
 from django.views.generic import RedirectView
 
 urlpatterns = [
@@ -25,6 +25,14 @@ def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
 
         return error_response(400, "invalid_request", "the request could not be read")
     return bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith(API_PREFIXES):
+        from routing.api import error_response
+
+        return error_response(403, "forbidden", "this caller may not do this")
+    return permission_denied(request, exception)
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:

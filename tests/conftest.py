@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from registry.models import Backend, Capability, PolicyRevision, Route
 from registry.policy import record_revision
@@ -107,6 +108,18 @@ def reviewer(db: None) -> Any:
 def outsider(db: None) -> Any:
     """Signed in, in no group: may only look."""
     return _user_in("oscar-outsider", None)
+
+
+@pytest.fixture
+def client_for(db: None) -> Callable[[Any], Client]:
+    """client_for(user): a test client signed in as `user`."""
+
+    def make(user: Any) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from registry.models import Capability, PolicyRevision
 
@@ -59,18 +57,6 @@ def policy(install_policy: Any) -> PolicyRevision:
 @pytest.fixture
 def classify(policy: PolicyRevision) -> Capability:
     return Capability.objects.get(slug="classify-fast")
-
-
-@pytest.fixture
-def client_for() -> Callable[[Any], Client]:
-    """client_for(user): a test client signed in as `user`."""
-
-    def make(user: Any) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
 
 
 def contract_data(capability: Capability, **changes: Any) -> dict[str, Any]:

@@ -40,16 +40,6 @@ def policy(sim: Any, install_policy: Any) -> Any:
 
 
 @pytest.fixture
-def client_for(db: None) -> Callable[[Any], Client]:
-    def make(user: Any) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
 def as_operator(client_for: Callable[[Any], Client], operator: Any) -> Client:
     return client_for(operator)
 

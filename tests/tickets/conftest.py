@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from fos_console.celery import app as celery_app
 from registry.models import Backend, Capability, Route
@@ -26,18 +25,6 @@ def eager_celery() -> Iterator[None]:
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
-
-
-@pytest.fixture
-def client_for() -> Callable[[Any], Client]:
-    """client_for(user): a test client signed in as `user`."""
-
-    def make(user: Any) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture
