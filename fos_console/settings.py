@@ -159,6 +159,9 @@ else:
     CELERY_BROKER_URL = "memory://"
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Without a broker, comparison runs go to a thread of the web process, so the page answers at
+# once and shows progress; tests run them inside the request, where the test's data is visible.
+FOS_COMPARISONS_IN_THREAD = _bool("FOS_COMPARISONS_IN_THREAD", CELERY_TASK_ALWAYS_EAGER and not TESTING)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

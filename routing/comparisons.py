@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections import Counter
@@ -52,7 +53,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -168,7 +169,28 @@ def enqueue(*, run_id: int) -> None:
 
     # robust: a broker outage must not turn a saved run into a 500; the run stays queued and
     # the page offers to queue it again.
-    transaction.on_commit(lambda: run_comparison_task.delay(run_id), robust=True)
+    if settings.FOS_COMPARISONS_IN_THREAD:
+        transaction.on_commit(lambda: start_in_thread(run_id=run_id), robust=True)
+    else:
+        transaction.on_commit(lambda: run_comparison_task.delay(run_id), robust=True)
+
+
+def start_in_thread(*, run_id: int) -> threading.Thread:
+    """Run the comparison in a daemon thread of this process (the embedded default has no
+    worker). A thread that dies with the process leaves a stale run, which the page offers to
+    resume, as it does for a worker that died."""
+
+    def work() -> None:
+        try:
+            execute_run(run_id=run_id)
+        except Exception:
+            log.exception("comparison run %s could not start", run_id)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=work, name=f"comparison-run-{run_id}", daemon=True)
+    thread.start()
+    return thread
 
 
 def cancel_run(*, run_id: int) -> bool:

@@ -33,15 +33,6 @@ from tests.routing.test_executor import TRIAGE, classify, http_backend
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Queued tasks run in-process, whatever the settings say (CI with Redis says otherwise)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
 def route(capability: Capability, backend: str) -> Route:
     return capability.routes.get(backend__slug=backend)
 
@@ -245,6 +236,27 @@ def test_it_queues_the_task_on_commit_and_runs_it_in_process_on_the_embedded_def
     assert len(callbacks) == 1
     run.refresh_from_db()
     assert run.status == "done" and ComparisonResult.objects.filter(run=run).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_in_a_thread_on_the_embedded_default_so_starting_answers_at_once(
+    install_policy: Any, sim: Any, settings: Any
+) -> None:
+    settings.FOS_COMPARISONS_IN_THREAD = True
+    install_policy(
+        backends={"slow": http_backend(sim, "ollama", "delay=300,answer=billing"), "triage": TRIAGE},
+        capabilities={"classify": classify(["slow", "triage"])},
+    )
+    capability = Capability.objects.get(slug="classify")
+    cases = add_cases(capability, "refund", "down", "hello")
+    started = time.monotonic()
+    run = new_run(capability, ["slow", "triage"], cases)
+    assert time.monotonic() - started < 0.3  # the slow cells run after this returned
+    run.refresh_from_db()
+    assert run.status in ("queued", "running")
+    wait_for(lambda: ComparisonRun.objects.get(pk=run.pk).status == "done", what="the run to finish")
+    assert ComparisonResult.objects.filter(run=run).count() == 6
+    assert sim.calls("delay=300,answer=billing") == 3
 
 
 # Idempotence, cancel, restart

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from fos_console.celery import app as celery_app
 from registry.models import Backend, Capability, Route
 from routing.models import EvaluationCase
 from tests.routing.conftest import sim, simulator  # noqa: F401  (fixtures: the provider simulator)
@@ -14,17 +12,6 @@ from tests.routing.test_executor import TRIAGE, classify, http_backend
 from tickets.models import AcceptanceCriterion, Ticket
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Run queued tasks in-process, as the embedded default does. Under CI with Redis the
-    settings say otherwise, and tests that start runs through a view have no worker to run them
-    (the real worker is tested in tests/routing/test_comparisons.py)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture
