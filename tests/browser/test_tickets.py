@@ -17,7 +17,7 @@ from registry.models import Route
 from routing.callers import create_caller
 from routing.models import ComparisonRun
 from tests.routing.conftest import sim, simulator  # noqa: F401  (fixtures: the provider simulator)
-from tests.tickets.conftest import cases, criteria, eager_celery, policy, ticket  # noqa: F401  (fixtures)
+from tests.tickets.conftest import cases, criteria, policy, ticket  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
