@@ -170,6 +170,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # For `celery -A fos_console beat`. A run that waited past the next one is dropped, not piled up.
 CELERY_BEAT_SCHEDULE = {
     "roll-up-route-logs": {"task": "routing.tasks.roll_up_recent", "schedule": 60.0, "options": {"expires": 55}},
+    "prune-expired": {"task": "routing.tasks.prune_expired", "schedule": 3600.0, "options": {"expires": 3000}},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -242,6 +243,13 @@ FOS_SHARED_STATE_TTL_S = _float("FOS_SHARED_STATE_TTL_S", 0.25)
 FOS_MAX_REQUEST_BYTES = _int("FOS_MAX_REQUEST_BYTES", 1_048_576, minimum=1024)
 FOS_DEFAULT_RATE_LIMIT_PER_MINUTE = _int("FOS_DEFAULT_RATE_LIMIT_PER_MINUTE", 0)  # 0: no limit
 FOS_IDEMPOTENCY_TTL_S = _int("FOS_IDEMPOTENCY_TTL_S", 24 * 3600, minimum=1)
+# Route logs older than this many days are deleted every hour (manage.py prune_route_logs);
+# 0 keeps them all. At least 8: the dashboard reads the last 7 days from them.
+FOS_ROUTE_LOG_RETENTION_DAYS = _int("FOS_ROUTE_LOG_RETENTION_DAYS", 0, minimum=0)
+if 0 < FOS_ROUTE_LOG_RETENTION_DAYS < 8:
+    raise ImproperlyConfigured(
+        f"FOS_ROUTE_LOG_RETENTION_DAYS={FOS_ROUTE_LOG_RETENTION_DAYS} must be 0 (keep all) or at least 8 days"
+    )
 # Django refuses bodies above this before our own check could answer 413 as JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(FOS_MAX_REQUEST_BYTES, 2_621_440)
 

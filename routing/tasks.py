@@ -4,9 +4,10 @@ domain function; on the embedded default they run eagerly, in the web process.""
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
-from routing import planner, probe, rollup
+from routing import planner, probe, retention, rollup
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, soft_time_limit=20, time_limit=30)
@@ -26,3 +27,10 @@ def roll_up_recent() -> None:
     run (or were invalidated). Run by Celery beat every minute (CELERY_BEAT_SCHEDULE); the
     dashboard also catches up on its own, so a missed run costs a page view a little time."""
     rollup.catch_up(since=timezone.now() - rollup.LOOKBACK, limit=None)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=1800, time_limit=1900)
+def prune_expired() -> None:
+    """Delete expired idempotency keys and, with FOS_ROUTE_LOG_RETENTION_DAYS set, route logs
+    older than that. Run by Celery beat every hour (CELERY_BEAT_SCHEDULE)."""
+    retention.prune(days=settings.FOS_ROUTE_LOG_RETENTION_DAYS or None)

@@ -62,6 +62,7 @@ def python(*args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
         ("SECRET_KEY", {"DEBUG": "0", "FOS_TESTING": "0", "ALLOWED_HOSTS": "example.com"}),
         ("ALLOWED_HOSTS", {"DEBUG": "0", "FOS_TESTING": "0", "SECRET_KEY": "x" * 50}),
         ("FOS_BREAKER_FAILURE_THRESHOLD", {"DEBUG": "1", "FOS_BREAKER_FAILURE_THRESHOLD": "many"}),
+        ("FOS_ROUTE_LOG_RETENTION_DAYS", {"DEBUG": "1", "FOS_ROUTE_LOG_RETENTION_DAYS": "3"}),
     ],
 )
 def test_it_stops_at_start_on_a_bad_value_naming_the_variable(variable: str, env_vars: dict[str, str]) -> None:
