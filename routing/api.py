@@ -7,6 +7,7 @@ right status, whatever arrives.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -198,8 +199,16 @@ def _json(status: int, payload: dict[str, Any], headers: dict[str, str]) -> Json
     return response
 
 
+def answer_headers(result: executor.RouteResult, *, started: float) -> dict[str, str]:
+    """X-Route-Id, and X-Route-Overhead-Ms: this request's time outside its provider attempts
+    (reading and checking the request, planning, the durable route-log write), in ms."""
+    overhead_ms = (time.perf_counter() - started) * 1000 - result.provider_ms
+    return {"X-Route-Id": str(result.route_id), "X-Route-Overhead-Ms": f"{max(overhead_ms, 0.0):.3f}"}
+
+
 @json_api("POST")
 def route(request: HttpRequest, capability: str) -> HttpResponse:
+    started = time.perf_counter()
     caller = require_caller(request)
     data, body = read_json_object(request)
     value, metadata = parse_route_body(data)
@@ -221,7 +230,7 @@ def route(request: HttpRequest, capability: str) -> HttpResponse:
             "outcome": result.outcome,
             "verification": result.verification,
         }
-        return 200, payload, {"X-Route-Id": str(result.route_id)}
+        return 200, payload, answer_headers(result, started=started)
 
     return keyed(request, caller=caller, body=body, produce=produce)
 

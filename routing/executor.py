@@ -42,6 +42,7 @@ class RouteResult:
     cost_usd: Decimal = Decimal("0")
     tokens_in: int = 0
     tokens_out: int = 0
+    provider_ms: float = 0.0  # the attempts' time, provider calls and their verification
 
 
 class RouteFailed(Exception):
@@ -135,6 +136,7 @@ def run(
         cost_usd=call.cost,
         tokens_in=call.tokens_in,
         tokens_out=call.tokens_out,
+        provider_ms=sum(attempt.latency_ms for attempt in call.attempts),
     )
 
 

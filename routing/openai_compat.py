@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from routing import executor
-from routing.api import ApiError, admit, json_api, keyed, read_json_object, require_caller
+from routing.api import ApiError, admit, answer_headers, json_api, keyed, read_json_object, require_caller
 from routing.models import Caller
 from routing.planner import load_snapshot
 
@@ -101,6 +101,7 @@ def _usage(tokens_in: int, tokens_out: int) -> dict[str, int]:
 @json_api("POST")
 @_openai_errors
 def chat_completions(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
     caller = require_caller(request)
     data, body = read_json_object(request)
     capability, messages, stream, include_usage = parse_chat_body(data)
@@ -133,7 +134,7 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
             "usage": _usage(result.tokens_in, result.tokens_out),
             "route_id": result.route_id,
         }
-        return 200, payload, {"X-Route-Id": str(result.route_id)}
+        return 200, payload, answer_headers(result, started=started)
 
     return keyed(request, caller=caller, body=body, produce=produce)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -55,6 +56,22 @@ def test_it_routes_a_call_and_answers_the_contract_shape(client: Client, policy:
     entry = RouteLog.objects.get(pk=body["route_id"])
     assert entry.caller == "billing-app" and entry.metadata == {"order": 7}
     assert response["X-Route-Id"] == str(entry.pk)
+
+
+def test_it_reports_its_own_overhead_apart_from_the_providers_time(
+    client: Client, sim: Any, install_policy: Any, token: str
+) -> None:
+    install_policy(
+        backends={"slow": http_backend(sim, "ollama", "delay=250,answer=billing")},
+        capabilities={"classify": classify(["slow"])},
+    )
+    started = time.perf_counter()
+    response = post(client, ROUTE, {"input": "the invoice is wrong"}, token)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200 and elapsed_ms >= 250
+    overhead_ms = float(response["X-Route-Overhead-Ms"])
+    # The provider's 250 ms are not counted; what is left is the request's own work.
+    assert 0 < overhead_ms < elapsed_ms - 200
 
 
 def test_it_accepts_messages(client: Client, policy: None, token: str) -> None:

@@ -47,6 +47,7 @@ def test_it_works_with_the_sync_client(served: dict[str, str]) -> None:
     assert completion.usage is not None and completion.usage.total_tokens > 0
     entry = RouteLog.objects.get(pk=int(raw.headers["x-route-id"]))
     assert (entry.caller, entry.backend) == ("sdk-app", "llama")
+    assert 0 < float(raw.headers["x-route-overhead-ms"]) < entry.latency_ms + 1000
 
 
 def test_it_works_with_the_async_client(served: dict[str, str]) -> None:
