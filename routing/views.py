@@ -133,8 +133,11 @@ def route_log(request: HtmxHttpRequest) -> HttpResponse:
 def route_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     entry = get_object_or_404(RouteLog.objects.prefetch_related("attempts"), pk=pk)
     metadata = entry.metadata if isinstance(entry.metadata, dict) else {"value": entry.metadata}
+    attempts_ms = sum(attempt.latency_ms for attempt in entry.attempts.all())
     context = {
         "entry": entry,
+        "attempts_ms": attempts_ms,
+        "router_ms": max(entry.latency_ms - attempts_ms, 0.0),
         "reasons": stats.reasons(entry.reasons if isinstance(entry.reasons, list) else [entry.reasons]),
         "metadata": sorted(metadata.items()),
     }

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from django.core.cache import cache
+from django.template.defaultfilters import floatformat
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -354,6 +355,9 @@ def test_it_shows_a_route_with_reasons_attempts_and_its_policy_revision(as_opera
     assert reverse("registry:revision", kwargs={"number": entry.policy_revision}) in page
     assert 'class="timeline"' in page and "ollama adapter" in page
     assert "billing-app" in page
+    attempt = entry.attempts.get()
+    routing_ms = entry.latency_ms - attempt.latency_ms
+    assert f"attempts {floatformat(attempt.latency_ms, 1)} ms, routing {floatformat(routing_ms, 2)} ms" in page
 
 
 def test_it_answers_404_for_an_unknown_route(as_operator: Client, db: None) -> None:
