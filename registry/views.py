@@ -15,14 +15,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
-from django_htmx.middleware import HtmxDetails
 
+from fos_console.htmx import HtmxHttpRequest, fragment_target, fragment_template
 from registry.forms import ContractForm, RouteMoveForm, RouteToggleForm
 from registry.models import Capability, PolicyRevision, Route
 from registry.policy import capability_policy, record_revision
@@ -44,15 +44,6 @@ CAPABILITY_FRAGMENTS = ("contract", "routes", "recent-revisions")
 REVISIONS_PER_PAGE = 20
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _wants_fragment(request: HtmxHttpRequest) -> bool:
-    # A history restore needs the whole page, though htmx sends it.
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
 def _get_capability_for_user(request: HtmxHttpRequest, slug: str, *, change: bool = False) -> Capability:
     """The capability named by `slug` (404 if none); with `change`, only for operators (403)."""
     capability = get_object_or_404(Capability, slug=slug)
@@ -67,7 +58,7 @@ def _get_capability_for_user(request: HtmxHttpRequest, slug: str, *, change: boo
 def capability_list(request: HtmxHttpRequest) -> HttpResponse:
     live = Route.objects.filter(status=Route.Status.ACTIVE).select_related("backend").order_by("position", "id")
     capabilities = Capability.objects.prefetch_related(Prefetch("routes", queryset=live, to_attr="active"))
-    template = "registry/capability_list.html" + ("#capability-table" if _wants_fragment(request) else "")
+    template = fragment_template(request, "registry/capability_list.html", "capability-table")
     return render(request, template, {"capabilities": capabilities})
 
 
@@ -76,8 +67,7 @@ def capability_list(request: HtmxHttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request", "HX-Target")
 def capability_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     capability = _get_capability_for_user(request, slug)
-    target = request.htmx.target if _wants_fragment(request) else None
-    return _render_capability(request, capability, fragment=target if target in CAPABILITY_FRAGMENTS else None)
+    return _render_capability(request, capability, fragment=fragment_target(request, CAPABILITY_FRAGMENTS))
 
 
 @login_required
@@ -155,7 +145,7 @@ def revision_list(request: HtmxHttpRequest) -> HttpResponse:
         "older": page[-1].number if previous else None,
         "paged": before.isdigit(),
     }
-    template = "registry/revision_list.html" + ("#revision-list" if _wants_fragment(request) else "")
+    template = fragment_template(request, "registry/revision_list.html", "revision-list")
     return render(request, template, context)
 
 
@@ -178,7 +168,7 @@ def revision_detail(request: HtmxHttpRequest, number: int) -> HttpResponse:
         "changes": diff_policies(before=older.snapshot if older else {}, after=revision.snapshot),
         "policy": policy,
     }
-    template = "registry/revision_detail.html" + ("#revision" if _wants_fragment(request) else "")
+    template = fragment_template(request, "registry/revision_detail.html", "revision")
     return render(request, template, context)
 
 

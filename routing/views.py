@@ -14,15 +14,15 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
-from django_htmx.middleware import HtmxDetails
 from kombu.exceptions import OperationalError
 
+from fos_console.htmx import HtmxHttpRequest, fragment_template, wants_fragment
 from registry.models import Backend
 from registry.roles import console_context
 from registry.secret_refs import describe
@@ -32,22 +32,9 @@ from routing.forms import CapabilityInputForm, RouteLogFilterForm
 from routing.models import RouteLog
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _wants_fragment(request: HtmxHttpRequest) -> bool:
-    # A history restore needs the whole page, though htmx sends it.
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _template(request: HtmxHttpRequest, page: str, fragment: str) -> str:
-    return f"{page}#{fragment}" if _wants_fragment(request) else page
-
-
 def _status(request: HtmxHttpRequest, *, valid: bool) -> int:
     # htmx swaps only 2xx answers, so a fragment carries its errors with a 200.
-    return 200 if valid or _wants_fragment(request) else 400
+    return 200 if valid or wants_fragment(request) else 400
 
 
 def _get_capability_for_user(request: HtmxHttpRequest, slug: str, *, action: str) -> planner.CapabilitySpec:
@@ -97,7 +84,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "latency_chart": charts.latency_chart(data.buckets),
         "colours": charts.COLOURS,
     }
-    template = _template(request, "routing/dashboard.html", "dashboard-body")
+    template = fragment_template(request, "routing/dashboard.html", "dashboard-body")
     return render(request, template, context, status=_status(request, valid=not error))
 
 
@@ -120,9 +107,9 @@ def route_log(request: HtmxHttpRequest) -> HttpResponse:
         "paged": bool(request.GET.get("cursor")),
         "live": form.is_valid() and form.cleaned_data["live"],
     }
-    template = _template(request, "routing/route_log.html", "route-table")
+    template = fragment_template(request, "routing/route_log.html", "route-table")
     response = render(request, template, context, status=_status(request, valid=page is not None))
-    if _wants_fragment(request) and request.htmx.trigger == "route-filters":
+    if wants_fragment(request) and request.htmx.trigger == "route-filters":
         # htmx would push every field of the form, empty ones too; push the tidy URL instead.
         response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
     return response
@@ -173,7 +160,7 @@ def backend_probe(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         tasks.probe_backend.apply_async(args=[spec.slug], task_id=task_id, retry=False)
     except OperationalError:
         probe.store_failure(task_id=task_id, slug=spec.slug, detail="the task queue is unreachable; try again")
-    if not _wants_fragment(request):
+    if not wants_fragment(request):
         return redirect("routing:probe-result", task_id=task_id)
     return _render_probe(request, task_id)
 
@@ -189,7 +176,7 @@ def _render_probe(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     result = probe.load(task_id=task_id)
     if result is None:
         raise Http404("No such probe, or its result has expired.")
-    template = _template(request, "routing/probe.html", "probe")
+    template = fragment_template(request, "routing/probe.html", "probe")
     return render(request, template, {"probe": result, "task_id": task_id})
 
 
@@ -209,7 +196,7 @@ def dry_run(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         context["reasons"] = stats.reasons(plan.reasons)
         context["tokens_in"] = planner.estimate_tokens_in(text_chars=len(form.cleaned_data["input"]), instructions=spec.instructions)
         context["tokens_out"] = planner.EXPECTED_OUTPUT_TOKENS.get(spec.intent, 512)
-    template = _template(request, "routing/dry_run.html", "dry-run-result")
+    template = fragment_template(request, "routing/dry_run.html", "dry-run-result")
     return render(request, template, context, status=_status(request, valid=plan is not None))
 
 
@@ -218,7 +205,7 @@ def dry_run(request: HtmxHttpRequest, slug: str) -> HttpResponse:
 def try_it(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     spec = _get_capability_for_user(request, slug, action="try")
     form = CapabilityInputForm(request.POST)
-    template = _template(request, "routing/try_it.html", "try-it-result")
+    template = fragment_template(request, "routing/try_it.html", "try-it-result")
     if not form.is_valid():
         return render(request, template, {"capability": spec, "form": form}, status=_status(request, valid=False))
     output, failure = "", None

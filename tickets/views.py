@@ -22,15 +22,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
-from django_htmx.middleware import HtmxDetails
 
+from fos_console.htmx import HtmxHttpRequest, fragment_target, wants_fragment
 from registry.models import Route
 from registry.roles import is_operator, is_reviewer
 from routing import comparisons
@@ -55,15 +55,6 @@ DETAIL_PAGE = "tickets/ticket_detail.html"
 # Regions of the ticket page an HTMX request may ask for by its HX-Target.
 DETAIL_FRAGMENTS = ("ticket-head", "criteria", "cases", "proposals", "runs", "reviews", "proofs")
 OPERATE, REVIEW = "operate", "review"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _wants_fragment(request: HtmxHttpRequest) -> bool:
-    # A history restore needs the whole page, though htmx sends it.
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _get_ticket_for_user(request: HtmxHttpRequest, key: str, *, action: str = "") -> Ticket:
@@ -133,7 +124,7 @@ def _render_list(request: HtmxHttpRequest, *, form: TicketForm | None, fragment:
         )
         .order_by("-created_at", "-id")
     )
-    if not fragment and _wants_fragment(request):
+    if not fragment and wants_fragment(request):
         fragment = "ticket-table"
     template = "tickets/ticket_list.html" + (f"#{fragment}" if fragment and request.htmx else "")
     return render(request, template, {"tickets": tickets, "form": form}, status=status)
@@ -147,8 +138,7 @@ def _render_list(request: HtmxHttpRequest, *, form: TicketForm | None, fragment:
 @vary_on_headers("HX-Request", "HX-Target")
 def ticket_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
     ticket = _get_ticket_for_user(request, key)
-    target = request.htmx.target if _wants_fragment(request) else None
-    return _render_ticket(request, ticket, fragment=target if target in DETAIL_FRAGMENTS else None)
+    return _render_ticket(request, ticket, fragment=fragment_target(request, DETAIL_FRAGMENTS))
 
 
 @login_required
@@ -383,7 +373,7 @@ def comparison_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         "rows": comparisons.grid(run, results, cases),
         "lanes": run.routes,
     }
-    fragment = _wants_fragment(request) and request.htmx.target == "comparison-live"
+    fragment = wants_fragment(request) and request.htmx.target == "comparison-live"
     template = "tickets/comparison.html" + ("#comparison-live" if fragment else "")
     return render(request, template, context)
 
@@ -393,7 +383,7 @@ def comparison_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def comparison_progress(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
-    if not _wants_fragment(request):
+    if not wants_fragment(request):
         return redirect("tickets:comparison", run_id=run.pk)
     return _render_progress(request, run)
 
@@ -482,7 +472,7 @@ def proof_create(request: HtmxHttpRequest, key: str) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def proof_preview(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     artifact = _get_proof_for_user(request, slug)
-    return _render_proof(request, artifact, fragment=_wants_fragment(request))
+    return _render_proof(request, artifact, fragment=wants_fragment(request))
 
 
 @login_required

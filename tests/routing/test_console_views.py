@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from django.core.cache import cache
 from django.template.defaultfilters import floatformat
 from django.test import Client
 from django.urls import reverse
