@@ -112,16 +112,22 @@ class ContractForm(forms.ModelForm):
         return cleaned
 
 
-class RouteMoveForm(forms.Form):
-    """Move one active route up or down. A move that changes the rank of an approved route
-    sends it back to review, and must say so: `confirm` carries the operator's yes."""
+class _RouteChangeForm(forms.Form):
+    """A change to one `route` among the capability's active `routes`. A change that sends an
+    approved route back to review must say so: `confirm` carries the operator's yes."""
 
-    direction = forms.ChoiceField(choices=[(d, d) for d in DIRECTIONS])
     confirm = forms.BooleanField(required=False)
 
     def __init__(self, *args: Any, routes: list[Route], route: Route, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.routes, self.route = routes, route
+
+
+class RouteMoveForm(_RouteChangeForm):
+    """Move one active route up or down. A move that changes the rank of an approved route
+    sends it back to review."""
+
+    direction = forms.ChoiceField(choices=[(d, d) for d in DIRECTIONS])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -143,15 +149,9 @@ class RouteMoveForm(forms.Form):
         return cleaned
 
 
-class RouteToggleForm(forms.Form):
+class RouteToggleForm(_RouteChangeForm):
     """Disable an active route, or enable a retired one. Proposed and approved routes are
     decided in tickets; enabling re-checks the capability's privacy boundary."""
-
-    confirm = forms.BooleanField(required=False)
-
-    def __init__(self, *args: Any, routes: list[Route], route: Route, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.routes, self.route = routes, route
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
