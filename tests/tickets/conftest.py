@@ -6,10 +6,12 @@ from typing import Any
 import pytest
 
 from registry.models import Backend, Capability, Route
-from routing.models import EvaluationCase
+from routing import comparisons
+from routing.models import ComparisonRun, EvaluationCase
 from tests.routing.conftest import sim, simulator  # noqa: F401  (fixtures: the provider simulator)
 from tests.routing.test_executor import TRIAGE, classify, http_backend
-from tickets.models import AcceptanceCriterion, Ticket
+from tickets import review
+from tickets.models import AcceptanceCriterion, RouteProposal, Ticket
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -65,6 +67,22 @@ def criteria(ticket: Ticket) -> list[AcceptanceCriterion]:
 
 def backend(slug: str) -> Backend:
     return Backend.objects.get(slug=slug)
+
+
+def propose(
+    ticket: Ticket, by: Any, slug: str = "candidate", position: int = 0, displaced: str = "shift"
+) -> RouteProposal:
+    return review.propose_route(
+        ticket=ticket, backend=backend(slug), position=position, displaced=displaced, note="", proposed_by=by
+    )
+
+
+def finished_run(ticket: Ticket, routes: list[Route], cases: list[EvaluationCase]) -> ComparisonRun:
+    """A comparison of `routes` on `cases`, run to its end in this process."""
+    run = comparisons.create_run(capability=ticket.capability, routes=routes, cases=cases, ticket_ref=ticket.key)
+    comparisons.execute_run(run_id=run.pk)
+    run.refresh_from_db()
+    return run
 
 
 def active(capability: Capability) -> list[str]:

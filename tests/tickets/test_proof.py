@@ -12,10 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from registry.models import Capability, Route
-from routing import RouteFailed, comparisons, run
+from registry.models import Capability
+from routing import RouteFailed, run
 from routing.models import Attempt, ComparisonResult, ComparisonRun, EvaluationCase, RouteLog
-from tests.tickets.conftest import backend
+from tests.tickets.conftest import backend, finished_run
 from tickets import proof_export, review
 from tickets.models import ProofArtifact, RouteProposal, Ticket
 from tickets.proof import MAX_SAMPLE, ProofError, build_content, make_proof, sample_route_logs
@@ -27,13 +27,6 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "tickets" / "proof_sc
 
 def validate(content: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(content)
-
-
-def finished_run(ticket: Ticket, routes: list[Route], cases: list[EvaluationCase]) -> ComparisonRun:
-    made = comparisons.create_run(capability=ticket.capability, routes=routes, cases=cases, ticket_ref=ticket.key)
-    comparisons.execute_run(run_id=made.pk)
-    made.refresh_from_db()
-    return made
 
 
 @pytest.fixture

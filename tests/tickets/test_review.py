@@ -10,23 +10,18 @@ import pytest
 from registry.models import Capability, PolicyRevision, Route
 from routing import comparisons, run
 from routing.models import ComparisonRun, EvaluationCase
-from tests.tickets.conftest import active, backend
+from tests.tickets.conftest import active, backend, finished_run, propose
 from tickets import review
 from tickets.models import AcceptanceCriterion, Review, RouteProposal, Ticket
 
 pytestmark = pytest.mark.django_db
 
 
-def propose(ticket: Ticket, by: Any, slug: str = "candidate", position: int = 0, displaced: str = "shift") -> RouteProposal:
-    return review.propose_route(ticket=ticket, backend=backend(slug), position=position, displaced=displaced, note="", proposed_by=by)
-
-
 def compared(ticket: Ticket, proposal: RouteProposal, cases: list[EvaluationCase]) -> ComparisonRun:
     """A finished comparison of the active routes and the proposal on `cases`."""
     routes = [*ticket.capability.routes.filter(status="active").order_by("position"), proposal.route]
-    comparison = comparisons.create_run(capability=ticket.capability, routes=routes, cases=cases, ticket_ref=ticket.key)
-    assert comparisons.execute_run(run_id=comparison.pk) == "done"
-    comparison.refresh_from_db()
+    comparison = finished_run(ticket, routes, cases)
+    assert comparison.status == "done"
     return comparison
 
 

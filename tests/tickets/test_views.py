@@ -11,7 +11,7 @@ from django.test import Client
 from registry.models import Capability, PolicyRevision, Route
 from routing import comparisons
 from routing.models import ComparisonRun, EvaluationCase
-from tests.tickets.conftest import HTMX, active, backend
+from tests.tickets.conftest import HTMX, active, backend, finished_run, propose
 from tickets import review
 from tickets.models import AcceptanceCriterion, Review, RouteProposal, Ticket
 
@@ -30,17 +30,6 @@ def fragment_of(response: Any) -> str:
     content = response.content.decode()
     assert "<html" not in content, "expected a fragment, got a whole page"
     return content
-
-
-def propose(ticket: Ticket, by: Any, slug: str = "candidate") -> RouteProposal:
-    return review.propose_route(ticket=ticket, backend=backend(slug), position=0, displaced="shift", note="", proposed_by=by)
-
-
-def finished_run(ticket: Ticket, routes: list[Route], cases: list[EvaluationCase]) -> ComparisonRun:
-    run = comparisons.create_run(capability=ticket.capability, routes=routes, cases=cases, ticket_ref=ticket.key)
-    comparisons.execute_run(run_id=run.pk)
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture
