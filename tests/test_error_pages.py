@@ -9,13 +9,12 @@ from django.core.exceptions import PermissionDenied
 from django.test import RequestFactory
 
 from fos_console import urls
+from tests.routing.test_executor import TRIAGE, classify
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_forbidden_console_action_explains_the_roles(client_for: Any, reviewer: Any, install_policy: Any) -> None:
-    from tests.routing.test_executor import TRIAGE, classify
-
     install_policy(backends={"triage": TRIAGE}, capabilities={"classify-fast": classify(["triage"])})
     response = client_for(reviewer).post("/console/capabilities/classify-fast/contract/", {"latency_budget_ms": "1"})
     assert response.status_code == 403
